@@ -1,0 +1,79 @@
+"""The SIP-side decisions of diameter_www_authorize / diameter_proxy_authorize, pure.
+
+This is §6 of the shared notes on the C module: which credentials are used, which URI
+identifies the user, and which requests never reach the server. The wire formats
+take an ``AuthContext`` from here; the adapter turns the ``Outcome`` into a reply.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from . import outcome
+from .outcome import Outcome
+from .sip.credentials import Credentials, CredentialsError, select_credentials
+from .sip.uri import SipUri, UriError, parse_uri
+from .wire.legacy import Result
+
+
+@dataclass(frozen=True, slots=True)
+class SipRequest:
+    """What one authorize call reads from Kamailio, read once."""
+
+    method: str
+    ruri: str | None
+    from_uri: str | None
+    to_uri: str | None
+    credentials: tuple[str, ...]  # bodies of every Authorization (www) or Proxy-Authorization header
+
+
+@dataclass(frozen=True, slots=True)
+class AuthContext:
+    """Everything a wire format needs to ask the server about one request."""
+
+    method: str
+    ruri: SipUri
+    identity: SipUri  # To for REGISTER, From otherwise
+    credentials: Credentials | None
+
+
+def is_exempt(method: str) -> bool:
+    """ACK and CANCEL cannot be challenged; the C module lets them through untouched."""
+    return method in ("ACK", "CANCEL")
+
+
+def plan(req: SipRequest, realm: str, proxy: bool) -> AuthContext | Outcome:
+    register = req.method == "REGISTER"
+    if not realm:
+        # The C module derives the lookup realm from To only for www on REGISTER,
+        # but takes the identity from To for every REGISTER (B15): kept as is.
+        try:
+            realm = parse_uri(req.to_uri if register and not proxy else req.from_uri).host
+        except UriError:
+            return outcome.BAD_REQUEST
+    try:
+        cred = select_credentials(list(req.credentials), realm)
+    except CredentialsError:
+        return outcome.BAD_REQUEST
+    try:
+        identity = parse_uri(req.to_uri if register else req.from_uri)
+        ruri = parse_uri(req.ruri)
+    except UriError:
+        return outcome.NO_REPLY_ERROR
+    if cred is not None and cred.realm.lower() != identity.host.lower():
+        return outcome.NO_REPLY_ERROR
+    return AuthContext(method=req.method, ruri=ruri, identity=identity, credentials=cred)
+
+
+def result_outcome(result: Result, challenge: bytes | None, proxy: bool) -> Outcome:
+    """Map a server verdict to the reply; a hostile challenge becomes 500."""
+    if result is Result.AUTHORIZED:
+        return outcome.PASS
+    if result is Result.NOT_AUTHORIZED:
+        return outcome.FORBIDDEN
+    if result is Result.CHALLENGE and challenge is not None:
+        try:
+            return outcome.challenge(proxy, challenge)
+        except outcome.ChallengeError:
+            return outcome.SERVER_ERROR
+    return outcome.SERVER_ERROR

@@ -1,0 +1,1 @@
+"""The Kamailio adapter: the only code that talks to KSR."""

@@ -1,0 +1,190 @@
+"""The object app_python3 calls: the C module's three functions, as methods.
+
+Native cfg: ``python_exec("diameter_www_authorize", "$td")`` calls
+``diameter_www_authorize(msg, realm)``. A KEMI script calls the same methods itself.
+Every method returns an int whatever happens (on Kamailio 5.6 anything else poisons
+the next Python call of the process), and nothing a request or an answer contains can
+raise out of it.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from .. import authorize, group, outcome
+from ..outcome import Outcome
+from ..settings import GROUP, Settings
+from ..sip.credentials import Credentials
+from ..transport.stream import StreamTransport, TransportError
+from ..wire import legacy
+from .config import CfgSettings
+from .request import read_auth_request
+
+_LOG_REPEAT_S = 5.0
+
+
+class AuthDiameter:
+    def __init__(self, ksr: Any, cfg: CfgSettings, clock=time.monotonic) -> None:
+        self._ksr = ksr
+        self._cfg = cfg
+        self._clock = clock
+        self._transport = StreamTransport(clock=clock)
+        self._group_params: dict[str, group.GroupQuery] = {}
+        # credentials authorized for the message being processed, for who=Credentials
+        self._authorized_msgid: int | None = None
+        self._authorized: dict[bool, Credentials] = {}
+        self._last_log: tuple[str, float] = ("", 0.0)
+
+    # --- app_python3 callbacks ------------------------------------------------------
+
+    def child_init(self, rank: int) -> int:
+        """Nothing to do: the connection is opened lazily by the first request."""
+        return 0
+
+    def diameter_www_authorize(self, msg: Any, realm: str = "") -> int:
+        return self._authorize(realm, proxy=False)
+
+    def diameter_proxy_authorize(self, msg: Any, realm: str = "") -> int:
+        return self._authorize(realm, proxy=True)
+
+    def diameter_is_user_in(self, msg: Any, param: str = "") -> int:
+        try:
+            return self._is_user_in(param)
+        except Exception as exc:  # noqa: BLE001 - a worker must never see an exception
+            self._error(f"diameter_is_user_in: internal error: {exc!r}")
+            return group.ERROR
+
+    # --- authorize ------------------------------------------------------------------
+
+    def _authorize(self, realm: str, proxy: bool) -> int:
+        try:
+            result = self._decide(realm or "", proxy)
+        except Exception as exc:  # noqa: BLE001
+            self._error(f"authorize: internal error: {exc!r}")
+            result = outcome.SERVER_ERROR
+        try:
+            return self._send(result)
+        except Exception as exc:  # noqa: BLE001
+            self._error(f"authorize: sending the {result.code} reply failed: {exc!r}")
+            return outcome.AUTH_ERROR
+
+    def _decide(self, realm: str, proxy: bool) -> Outcome:
+        ksr = self._ksr
+        method = ksr.pv.get("$rm") or ""
+        if authorize.is_exempt(method):
+            return outcome.PASS
+        start = self._clock()
+        req, msgid = read_auth_request(ksr, method, proxy)
+        plan = authorize.plan(req, realm, proxy)
+        if isinstance(plan, Outcome):
+            return plan
+        try:
+            request = legacy.encode_auth_request(plan.ruri, plan.identity, msgid, plan.credentials, method)
+        except legacy.LegacyError as exc:
+            self._error(f"authorize: cannot build the request: {exc}")
+            return outcome.SERVER_ERROR
+        settings = self._cfg.refresh()
+        answer = self._exchange(settings, request, msgid, start)
+        if answer is None:
+            return outcome.SERVER_ERROR
+        result = legacy.auth_result(answer)
+        if result is legacy.Result.SERVER_ERROR:
+            self._error(f"authorize: server answered Result-Code {answer.result_code}")
+        decided = authorize.result_outcome(result, answer.challenge, proxy)
+        if decided is outcome.SERVER_ERROR and result is legacy.Result.CHALLENGE:
+            self._error("authorize: refused a challenge that is empty, not UTF-8 or has CR/LF/NUL inside")
+        if decided is outcome.PASS and plan.credentials is not None:
+            if self._authorized_msgid != msgid:
+                self._authorized_msgid = msgid
+                self._authorized = {}
+            self._authorized[proxy] = plan.credentials
+        return decided
+
+    def _send(self, result: Outcome) -> int:
+        if result.code:
+            if result.header:
+                self._ksr.hdr.append_to_reply(result.header)
+            self._ksr.sl.send_reply(result.code, result.reason)
+        return result.ret
+
+    # --- is_user_in -----------------------------------------------------------------
+
+    def _is_user_in(self, param: str) -> int:
+        query = self._group_params.get(param)
+        if query is None:
+            try:
+                query = group.parse_param(param or "")
+            except group.GroupParamError as exc:
+                self._error(str(exc))
+                return group.ERROR
+            if len(self._group_params) < 1024:  # params are literals in practice; stay bounded
+                self._group_params[param] = query
+        ksr = self._ksr
+        msgid = int(ksr.pv.get("$mi"))
+        ruri = ksr.pv.get("$ru")
+        if query.who == "to":
+            uri = ksr.pv.get("$tu")
+        elif query.who == "from":
+            uri = ksr.pv.get("$fu")
+        else:
+            uri = ruri
+        authorized = None
+        if query.who == "credentials" and self._authorized_msgid == msgid:
+            authorized = self._authorized.get(False) or self._authorized.get(True)
+        settings = self._cfg.refresh()
+        plan = group.plan(query.who, uri, ruri, authorized, bool(settings.use_domain))
+        if isinstance(plan, int):
+            return plan
+        try:
+            request = legacy.encode_group_request(plan.destination_realm, msgid, query.group, plan.user_name)
+        except legacy.LegacyError as exc:
+            self._error(f"diameter_is_user_in: cannot build the request: {exc}")
+            return group.ERROR
+        answer = self._exchange(settings, request, msgid, self._clock())
+        if answer is None:
+            return group.ERROR
+        return group.USER_IN if answer.result_code == legacy.RESULT_SUCCESS else group.ERROR
+
+    # --- shared ---------------------------------------------------------------------
+
+    def _exchange(self, settings: Settings, request: bytes, msgid: int, start: float) -> legacy.Answer | None:
+        transport = self._transport
+        transport.configure(
+            settings.diameter_client_host,
+            settings.diameter_client_port,
+            settings.connect_timeout,
+            settings.reconnect_interval,
+        )
+        want = msgid & 0xFFFFFFFF
+
+        def accept(frame: bytes) -> legacy.Answer | None:
+            answer = legacy.decode_answer(frame)
+            return answer if answer.msgid == want else None
+
+        try:
+            return transport.exchange(request, start + settings.answer_timeout / 1000.0, accept)
+        except TransportError as exc:
+            self._error(f"Diameter exchange failed: {exc}")
+            return None
+
+    def _error(self, text: str) -> None:
+        """Log an error, but the same text at most once per few seconds per process."""
+        now = self._clock()
+        last_text, last_at = self._last_log
+        if text == last_text and now - last_at < _LOG_REPEAT_S:
+            return
+        self._last_log = (text, now)
+        self._ksr.err(f"auth_diameter: {text}\n")
+
+
+def create(ksr: Any) -> AuthDiameter:
+    """Build the plugin in Kamailio's main process, validating every declared setting.
+
+    A setting is declared when the cfg has ``auth_diameter.<name> = ... desc "..."``;
+    reading an undeclared one gives None. A bad value raises SettingsError, which
+    app_python3 reports and Kamailio refuses to start.
+    """
+    cfg = CfgSettings.at_startup(ksr, lambda name: ksr.pv.get(f"$sel(cfg_get.{GROUP}.{name})") is not None)
+    ksr.info(f"auth_diameter: plugin ready, {cfg.current}\n")
+    return AuthDiameter(ksr, cfg)

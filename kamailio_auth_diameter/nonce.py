@@ -1,0 +1,63 @@
+"""Stateless digest nonces: HMAC-signed, with an expiry, bound to a realm.
+
+Any server instance that holds the same secret accepts a nonce another one made,
+so instances behind a relay need no shared nonce table. Replay inside the
+lifetime is not detected here (that needs nonce-count state, a later step).
+
+Layout (48 lower-case hex characters)::
+
+    EEEEEEEE SSSSSSSS MMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMM
+    expiry   salt     HMAC-SHA256(secret, expiry|salt|realm), first 16 bytes
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import hmac
+import os
+import time
+
+NONCE_LEN = 48
+
+
+class NonceState(enum.Enum):
+    VALID = "valid"
+    STALE = "stale"  # genuine but expired: the UA may retry without asking the user
+    INVALID = "invalid"  # not ours, tampered with, or for another realm
+
+
+class NonceFactory:
+    """Makes and checks nonces for one secret; ``clock`` is injectable for tests."""
+
+    def __init__(self, secret: bytes, lifetime: int = 300, clock=time.time) -> None:
+        if len(secret) < 16:
+            raise ValueError("nonce secret must be at least 16 bytes")
+        if lifetime <= 0:
+            raise ValueError("nonce lifetime must be positive")
+        self._secret = secret
+        self._lifetime = lifetime
+        self._clock = clock
+
+    def _mac(self, head: str, realm: str) -> str:
+        msg = f"{head}|{realm}".encode("utf-8", "replace")
+        return hmac.new(self._secret, msg, hashlib.sha256).hexdigest()[:32]
+
+    def make(self, realm: str) -> str:
+        expiry = (int(self._clock()) + self._lifetime) & 0xFFFFFFFF
+        head = f"{expiry:08x}{os.urandom(4).hex()}"
+        return head + self._mac(head, realm)
+
+    def check(self, nonce: str, realm: str) -> NonceState:
+        if len(nonce) != NONCE_LEN:
+            return NonceState.INVALID
+        head, mac = nonce[:16], nonce[16:]
+        try:
+            expiry = int(head[:8], 16)
+        except ValueError:
+            return NonceState.INVALID
+        if not hmac.compare_digest(self._mac(head, realm).encode(), mac.encode("utf-8", "replace")):
+            return NonceState.INVALID
+        if expiry < int(self._clock()):
+            return NonceState.STALE
+        return NonceState.VALID

@@ -1,0 +1,54 @@
+"""What an authorize call ends in, and the SIP reply and return code of each, in one place.
+
+Return codes follow the C module (§2.3 of the shared notes): 1 authorized, -5 after a
+reply or on an error without a reply (the script goes on), 0 after 400 (stops the
+script). Reason phrases are the C module's, "Server Internal Error" included.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+AUTHORIZED = 1
+AUTH_ERROR = -5
+STOP = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """A SIP reply to send (code 0: none) and the value the cfg script gets back."""
+
+    code: int
+    reason: str
+    ret: int
+    header: str = ""  # a complete header line ending in CRLF, or ""
+
+
+PASS = Outcome(0, "", AUTHORIZED)  # ACK/CANCEL and successful authentication
+NO_REPLY_ERROR = Outcome(0, "", AUTH_ERROR)
+BAD_REQUEST = Outcome(400, "Bad Request", STOP)
+FORBIDDEN = Outcome(403, "Forbidden", AUTH_ERROR)
+SERVER_ERROR = Outcome(500, "Server Internal Error", AUTH_ERROR)
+
+
+class ChallengeError(ValueError):
+    """A challenge from the server that would corrupt or inject SIP headers."""
+
+
+def challenge(proxy: bool, value: bytes) -> Outcome:
+    """401/407 carrying the server's challenge, refused if it could inject a header.
+
+    The C module copies the value blindly and relies on the server's trailing CRLF
+    (B13); we add a missing one and refuse CR, LF or NUL anywhere else.
+    """
+    if value.endswith(b"\r\n"):
+        value = value[:-2]
+    if not value or any(b in value for b in b"\r\n\0"):
+        raise ChallengeError("challenge is empty or has CR, LF or NUL inside")
+    try:
+        text = value.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ChallengeError("challenge is not UTF-8") from exc
+    if proxy:
+        return Outcome(407, "Proxy Authentication Required", AUTH_ERROR, f"Proxy-Authenticate: {text}\r\n")
+    return Outcome(401, "Unauthorized", AUTH_ERROR, f"WWW-Authenticate: {text}\r\n")

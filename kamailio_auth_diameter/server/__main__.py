@@ -1,0 +1,192 @@
+"""``python3 -m kamailio_auth_diameter.server``: serve, and manage users and groups.
+
+serve --db FILE [--legacy-listen HOST:PORT] [--allow CIDR ...] [--processes N]
+user add|del|list --db FILE ...      group add|del|list --db FILE ...
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import ipaddress
+import logging
+import os
+import signal
+import sys
+
+from ..nonce import NonceFactory
+from .app import LOOPBACK, Identity, LegacyServer, bind, serve
+from .auth import LegacyAuthority
+from .store import SqliteStore, StoreError
+
+log = logging.getLogger("kamailio_auth_diameter.server")
+
+
+def _hostport(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise argparse.ArgumentTypeError(f"{text!r} is not HOST:PORT")
+    return host, int(port)
+
+
+def _network(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network | None:
+    if text == "any":
+        return None
+    try:
+        return ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an address or CIDR network") from None
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python3 -m kamailio_auth_diameter.server",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("serve", help="answer Diameter requests")
+    s.add_argument("--db", required=True, help="SQLite file (created on first use)")
+    s.add_argument(
+        "--legacy-listen",
+        type=_hostport,
+        default=("127.0.0.1", 3000),
+        metavar="HOST:PORT",
+        help="where Kamailio's auth_diameter (or our plugin in legacy mode) connects (default 127.0.0.1:3000)",
+    )
+    s.add_argument(
+        "--allow",
+        type=_network,
+        action="append",
+        metavar="CIDR",
+        help="client addresses allowed to connect (repeatable; 'any' for all); default: loopback only",
+    )
+    s.add_argument("--origin-host", default="aaa.localdomain", help="Origin-Host put in answers")
+    s.add_argument("--origin-realm", default="localdomain", help="Origin-Realm put in answers")
+    s.add_argument(
+        "--nonce-lifetime",
+        type=int,
+        default=300,
+        metavar="SECONDS",
+        help="how long a challenge's nonce is accepted (default 300)",
+    )
+    s.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        metavar="N",
+        help="server processes sharing the port with SO_REUSEPORT (default 1)",
+    )
+    s.add_argument("--pid-file", help="write the main process id here")
+    s.add_argument("-v", "--verbose", action="store_true", help="log every request")
+
+    for noun, args in (("user", ("USERNAME", "REALM")), ("group", ("NAME", "GROUP"))):
+        n = sub.add_parser(noun, help=f"manage {noun}s")
+        nsub = n.add_subparsers(dest="action", required=True)
+        add = nsub.add_parser("add")
+        dele = nsub.add_parser("del")
+        for a in (add, dele):
+            a.add_argument("--db", required=True)
+            for arg in args:
+                a.add_argument(arg.lower(), metavar=arg)
+        if noun == "user":
+            add.add_argument("password", metavar="PASSWORD", help="'-' reads it from standard input")
+        lst = nsub.add_parser("list")
+        lst.add_argument("--db", required=True)
+    return p
+
+
+def _manage(args: argparse.Namespace) -> int:
+    store = SqliteStore(args.db)
+    try:
+        if args.command == "user":
+            if args.action == "add":
+                password = sys.stdin.readline().rstrip("\n") if args.password == "-" else args.password
+                store.add_user(args.username, args.realm, password)
+            elif args.action == "del":
+                store.delete_user(args.username, args.realm)
+            else:
+                for username, realm in store.users():
+                    print(f"{username}\t{realm}")
+        elif args.action == "add":
+            store.add_group(args.name, args.group)
+        elif args.action == "del":
+            store.delete_group(args.name, args.group)
+        else:
+            for name, group in store.groups():
+                print(f"{name}\t{group}")
+    finally:
+        store.close()
+    return 0
+
+
+def _run_process(args: argparse.Namespace, reuse_port: bool) -> None:
+    store = SqliteStore(args.db)
+    nonces = NonceFactory(store.nonce_secret(), lifetime=args.nonce_lifetime)
+    allow = [] if args.allow and None in args.allow else list(args.allow or LOOPBACK)
+    server = LegacyServer(LegacyAuthority(store, nonces), Identity(args.origin_host, args.origin_realm), allow)
+    sock = bind(*args.legacy_listen, reuse_port=reuse_port)
+    log.info("legacy listener on %s:%d (pid %d, db %s)", *args.legacy_listen, os.getpid(), args.db)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await serve(server, sock, stop)
+
+    asyncio.run(main())
+    log.info("stopped: %s", server.stats)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    if args.processes < 1 or args.nonce_lifetime < 1:
+        raise StoreError("--processes and --nonce-lifetime must be at least 1")
+    SqliteStore(args.db).close()  # create the schema and fail early on a bad path
+    if args.pid_file:
+        with open(args.pid_file, "w") as f:
+            f.write(f"{os.getpid()}\n")
+    if args.processes == 1:
+        _run_process(args, reuse_port=False)
+        return 0
+    children = []
+    for _ in range(args.processes):
+        pid = os.fork()
+        if pid == 0:
+            try:
+                _run_process(args, reuse_port=True)
+            finally:
+                os._exit(0)
+        children.append(pid)
+
+    def forward(signum: int, _frame: object) -> None:
+        for child in children:
+            try:
+                os.kill(child, signum)
+            except ProcessLookupError:
+                pass
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    for child in children:
+        os.waitpid(child, 0)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if getattr(args, "verbose", False) else logging.INFO,
+        format="%(asctime)s %(name)s[%(process)d] %(levelname)s %(message)s",
+    )
+    try:
+        return _serve(args) if args.command == "serve" else _manage(args)
+    except (StoreError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Wire formats: one module per format, bytes in and bytes out, no sockets."""
