@@ -1,8 +1,9 @@
 """Settings from Kamailio custom cfg parameters, re-read so cfg_rpc changes apply.
 
-Reading a parameter that the cfg never declared makes Kamailio log an error on every
-read, so the declared names are found once at start-up and only those are read per
-request (a few KSR calls, well under a microsecond each).
+Which parameters exist comes from the start-up scan of kamailio.cfg (cfgfile.py):
+reading one that the cfg never declared makes Kamailio log six errors on every read.
+The declared ones are read per request (a few KSR calls, well under a microsecond
+each) and validated again whenever a value changes.
 """
 
 from __future__ import annotations
@@ -11,51 +12,45 @@ from typing import Any
 
 from .. import settings
 from ..settings import Settings, SettingsError
-
-
-def _selector(name: str) -> str:
-    return f"$sel(cfg_get.{settings.GROUP}.{name})"
+from .cfgfile import UNRESOLVED, Declared
 
 
 class CfgSettings:
-    """Current settings of this process; invalid run-time changes keep the last good ones."""
+    """Current settings of this process.
+
+    ``current`` is None until a valid set has been read from Kamailio; an invalid
+    run-time change is logged once and the previous settings stay in force.
+    """
 
     def __init__(self, ksr: Any, declared: tuple[str, ...]) -> None:
         self._ksr = ksr
-        self._selectors = tuple((name, _selector(name)) for name in declared)
+        self._selectors = tuple((name, f"$sel(cfg_get.{settings.GROUP}.{name})") for name in declared)
         self._raw: tuple[object, ...] | None = None
         self._rejected: tuple[object, ...] | None = None
-        self.current: Settings = settings.parse({})
+        self.current: Settings | None = None
 
     @classmethod
-    def at_startup(cls, ksr: Any, probe: Any) -> CfgSettings:
-        """Find the declared parameters and validate them; SettingsError stops Kamailio.
+    def at_startup(cls, ksr: Any, declared: Declared) -> CfgSettings:
+        """Validate what the cfg file says; SettingsError (naming the setting) stops Kamailio."""
+        literal = {name: value for name, value in declared.values.items() if value is not UNRESOLVED}
+        settings.parse(literal)  # unknown names and bad literal values raise here
+        return cls(ksr, tuple(declared.values))
 
-        ``probe(name)`` tells whether the cfg declares ``auth_diameter.<name>``.
-        """
-        declared = tuple(name for name in settings.NAMES if probe(name))
-        cfg = cls(ksr, declared)
-        cfg.current = settings.parse(cfg._read())
-        cfg._raw = tuple(cfg._read().values())
-        return cfg
-
-    def _read(self) -> dict[str, object]:
+    def refresh(self) -> Settings | None:
+        """The settings in force for this request; None while no valid set was ever read."""
         get = self._ksr.pv.get
-        return {name: get(sel) for name, sel in self._selectors}
-
-    def refresh(self) -> Settings:
-        """The settings in force for this request, validating any run-time change once."""
-        values = self._read()
+        values = {name: get(sel) for name, sel in self._selectors}
         raw = tuple(values.values())
         if raw == self._raw or raw == self._rejected:
             return self.current
         try:
-            self.current = settings.parse(values)
+            new = settings.parse(values)
         except SettingsError as exc:
             self._rejected = raw
-            self._ksr.err(f"auth_diameter: run-time change refused, keeping previous settings: {exc}\n")
+            kept = "keeping the previous settings" if self.current else "every request fails with 500 until fixed"
+            self._ksr.err(f"auth_diameter: invalid setting, {kept}: {exc}\n")
             return self.current
-        self._raw = raw
-        self._rejected = None
-        self._ksr.info(f"auth_diameter: settings changed at run time: {self.current}\n")
-        return self.current
+        if self.current is not None:
+            self._ksr.info(f"auth_diameter: settings changed at run time: {new}\n")
+        self._raw, self._rejected, self.current = raw, None, new
+        return new

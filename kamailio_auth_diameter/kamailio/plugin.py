@@ -14,10 +14,11 @@ from typing import Any
 
 from .. import authorize, group, outcome
 from ..outcome import Outcome
-from ..settings import GROUP, Settings
+from ..settings import Settings
 from ..sip.credentials import Credentials
 from ..transport.stream import StreamTransport, TransportError
 from ..wire import legacy
+from . import cfgfile
 from .config import CfgSettings
 from .request import read_auth_request
 
@@ -85,6 +86,8 @@ class AuthDiameter:
             self._error(f"authorize: cannot build the request: {exc}")
             return outcome.SERVER_ERROR
         settings = self._cfg.refresh()
+        if settings is None:
+            return outcome.SERVER_ERROR
         answer = self._exchange(settings, request, msgid, start)
         if answer is None:
             return outcome.SERVER_ERROR
@@ -133,6 +136,8 @@ class AuthDiameter:
         if query.who == "credentials" and self._authorized_msgid == msgid:
             authorized = self._authorized.get(False) or self._authorized.get(True)
         settings = self._cfg.refresh()
+        if settings is None:
+            return group.ERROR
         plan = group.plan(query.who, uri, ruri, authorized, bool(settings.use_domain))
         if isinstance(plan, int):
             return plan
@@ -178,13 +183,22 @@ class AuthDiameter:
         self._ksr.err(f"auth_diameter: {text}\n")
 
 
-def create(ksr: Any) -> AuthDiameter:
-    """Build the plugin in Kamailio's main process, validating every declared setting.
 
-    A setting is declared when the cfg has ``auth_diameter.<name> = ... desc "..."``;
-    reading an undeclared one gives None. A bad value raises SettingsError, which
-    app_python3 reports and Kamailio refuses to start.
+def create(ksr: Any) -> AuthDiameter:
+    """Build the plugin in Kamailio's main process, before it forks.
+
+    The cfg file Kamailio runs is scanned for ``auth_diameter.*`` settings; a bad
+    literal value or an unknown name raises SettingsError, which app_python3 reports,
+    and Kamailio refuses to start.
     """
-    cfg = CfgSettings.at_startup(ksr, lambda name: ksr.pv.get(f"$sel(cfg_get.{GROUP}.{name})") is not None)
-    ksr.info(f"auth_diameter: plugin ready, {cfg.current}\n")
+    path, defines = cfgfile.from_command_line(cfgfile.read_own_command_line())
+    declared = cfgfile.scan(path, defines, _read_text)
+    cfg = CfgSettings.at_startup(ksr, declared)
+    names = ", ".join(declared.values) or "none, all defaults"
+    ksr.info(f"auth_diameter: plugin ready; settings declared in {', '.join(declared.files)}: {names}\n")
     return AuthDiameter(ksr, cfg)
+
+
+def _read_text(path: str) -> str:
+    with open(path, encoding="utf-8", errors="replace") as f:
+        return f.read()
