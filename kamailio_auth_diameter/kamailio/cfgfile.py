@@ -24,7 +24,7 @@ _ASSIGN = re.compile(
     rf'^[ \t]*{GROUP}\.(\w+)[ \t]*=[ \t]*("(?:[^"\\\n]|\\.)*"|-?\d+|\w+)[ \t]*(?:desc[ \t]+"[^"\n]*")?[ \t]*;?[ \t]*$',
     re.M,
 )
-_DEFINE = re.compile(r'^[ \t]*#!(?:define|trydef|redefine)[ \t]+(\w+)(?:[ \t]+(.*?))?[ \t]*$', re.M)
+_DEFINE = re.compile(r"^[ \t]*#!(?:define|trydef|redefine)[ \t]+(\w+)(?:[ \t]+(.*?))?[ \t]*$", re.M)
 _INCLUDE = re.compile(r'^[ \t]*(?:#!|!!)?(?:include_file|import_file)[ \t]+"([^"\n]+)"', re.M)
 
 UNRESOLVED = object()  # a define we cannot evaluate: Kamailio's value is checked at run time

@@ -183,7 +183,6 @@ class AuthDiameter:
         self._ksr.err(f"auth_diameter: {text}\n")
 
 
-
 def create(ksr: Any) -> AuthDiameter:
     """Build the plugin in Kamailio's main process, before it forks.
 

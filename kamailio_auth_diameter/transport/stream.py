@@ -31,7 +31,7 @@ class StreamTransport:
         self._sock: socket.socket | None = None
         self._framer = Framer()
         self._address: tuple[str, int] | None = None
-        self._down_until = 0.0
+        self._failed_at: float | None = None  # when a connect or an answer last failed
         self.connect_timeout = 0.5
         self.reconnect_interval = 1.0
 
@@ -40,7 +40,7 @@ class StreamTransport:
         if (host, port) != self._address:
             self.close()
             self._address = (host, port)
-            self._down_until = 0.0
+            self._failed_at = None
         self.connect_timeout = connect_timeout_ms / 1000.0
         self.reconnect_interval = reconnect_interval_ms / 1000.0
 
@@ -59,14 +59,14 @@ class StreamTransport:
     def _fail(self, why: str, mark_down: bool) -> TransportError:
         self.close()
         if mark_down:
-            self._down_until = self._clock() + self.reconnect_interval
+            self._failed_at = self._clock()
         return TransportError(why)
 
     def _connect(self, deadline: float) -> socket.socket:
         if self._address is None:
             raise TransportError("transport not configured")
         now = self._clock()
-        if now < self._down_until:
+        if self._failed_at is not None and now - self._failed_at < self.reconnect_interval:
             raise TransportError(
                 f"server {self._address[0]}:{self._address[1]} is marked down after a failure; "
                 "failing at once until reconnect_interval has passed"
@@ -80,6 +80,7 @@ class StreamTransport:
             raise self._fail(f"connect to {self._address[0]}:{self._address[1]} failed: {exc}", True) from None
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._sock = sock
+        self._failed_at = None
         return sock
 
     def _reuse(self) -> socket.socket | None:

@@ -1,0 +1,23 @@
+#!/bin/sh
+# Installs what the demo and the tests need on Debian 12: the Debian packages
+# (Kamailio with app_python3 and the C auth_diameter module, sipp, tshark) and a
+# venv made from Debian's /usr/bin/python3, the interpreter Kamailio embeds.
+set -eu
+cd "$(dirname "$0")/.."
+
+PACKAGES="kamailio kamailio-python3-modules sip-tester python3-venv tshark"
+missing=""
+for p in $PACKAGES; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
+done
+if [ -n "$missing" ]; then
+    echo "bootstrap: installing Debian packages:$missing"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -q
+    apt-get install -y -q --no-install-recommends $missing
+fi
+
+if [ ! -x .venv/bin/python ]; then
+    /usr/bin/python3 -m venv .venv
+fi
+.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'

@@ -1,0 +1,379 @@
+"""Real processes for the tests: the reference server, Kamailio, sipp, a raw SIP client.
+
+Everything listens on 127.0.0.1 ports the OS hands out, is started by the test and
+stopped by its own pid. Shared by tests/real, tests/interop, the demo and bench/.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE_CFG = ROOT / "kamailio.cfg.example"
+SCENARIOS = ROOT / "tests" / "sipp"
+HANDLER = ROOT / "kamailio_auth_diameter" / "kamailio" / "handler.py"
+PYTHON = sys.executable
+
+
+def free_port() -> int:
+    """A port free for both UDP and TCP on 127.0.0.1 (Kamailio listens on both)."""
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as t:
+            t.bind(("127.0.0.1", 0))
+            port = t.getsockname()[1]
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+                try:
+                    u.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+            return port
+    raise RuntimeError("no free port")
+
+
+def wait_tcp(port: int, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on 127.0.0.1:{port}")
+
+
+def _stop(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 10.0) -> None:
+    if proc.poll() is None:
+        proc.send_signal(sig)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+# --- the reference server -----------------------------------------------------------
+
+
+def server_cli(db: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [PYTHON, "-m", "kamailio_auth_diameter.server", *args[:2], "--db", str(db), *args[2:]],
+        cwd=ROOT,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+
+@dataclass
+class ReferenceServer:
+    """``python -m kamailio_auth_diameter.server serve`` on a port of its own."""
+
+    db: Path
+    log_path: Path
+    port: int = field(default_factory=free_port)
+    extra: tuple[str, ...] = ()
+    proc: subprocess.Popen | None = None
+
+    def add_user(self, username: str, realm: str, password: str) -> None:
+        r = server_cli(self.db, "user", "add", username, realm, password)
+        assert r.returncode == 0, r.stderr
+
+    def add_group(self, name: str, group: str) -> None:
+        r = server_cli(self.db, "group", "add", name, group)
+        assert r.returncode == 0, r.stderr
+
+    def start(self) -> ReferenceServer:
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [
+                PYTHON,
+                "-m",
+                "kamailio_auth_diameter.server",
+                "serve",
+                "--db",
+                str(self.db),
+                "--legacy-listen",
+                f"127.0.0.1:{self.port}",
+                *self.extra,
+            ],
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        log.close()
+        wait_tcp(self.port)
+        return self
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc is not None:
+            _stop(self.proc, sig)
+            self.proc = None
+
+
+# --- Kamailio -----------------------------------------------------------------------
+
+
+@dataclass
+class Kamailio:
+    """A Kamailio started in the foreground (-DD -E) with its own run directory."""
+
+    cfg: Path
+    run_dir: Path
+    defines: dict[str, str] = field(default_factory=dict)
+    sip_port: int = field(default_factory=free_port)
+    memory: str = ""  # e.g. "tlsf" for benchmarks (-x)
+    proc: subprocess.Popen | None = None
+
+    @property
+    def log_path(self) -> Path:
+        return self.run_dir / "kamailio.log"
+
+    @property
+    def ctl_socket(self) -> Path:
+        return self.run_dir / "ctl.sock"
+
+    def start(self, wait: bool = True) -> Kamailio:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        defines = {
+            "SIP_PORT": str(self.sip_port),
+            "AUTH_DIAMETER_HANDLER": f'"{HANDLER}"',
+            "CTL_SOCKET": f'"unix:{self.ctl_socket}"',
+            **self.defines,
+        }
+        cmd = [
+            "kamailio",
+            "-f",
+            str(self.cfg),
+            "-DD",
+            "-E",
+            "-Y",
+            str(self.run_dir),
+            "-P",
+            str(self.run_dir / "kamailio.pid"),
+            "-w",
+            str(self.run_dir),
+        ]
+        if self.memory:
+            cmd += ["-x", self.memory]
+        for name, value in defines.items():
+            cmd += ["-A", f"{name}={value}"]
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(cmd, cwd=self.run_dir, stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+        if wait:
+            self.wait_ready()
+        return self
+
+    def wait_ready(self, timeout: float = 15.0) -> None:
+        """Until Kamailio answers SIP (any reply to an OPTIONS will do)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise RuntimeError(f"kamailio exited with {self.proc.returncode}:\n{self.log()[-3000:]}")
+            with contextlib.suppress(TimeoutError, OSError):
+                SipClient(self.sip_port).options(timeout=0.3)
+                return
+        raise TimeoutError(f"kamailio did not answer SIP:\n{self.log()[-3000:]}")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def pids(self) -> list[int]:
+        """The main process and its children (the SIP workers among them)."""
+        assert self.proc is not None
+        out = subprocess.run(["pgrep", "-P", str(self.proc.pid)], capture_output=True, text=True).stdout
+        return [self.proc.pid, *(int(p) for p in out.split())]
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def assert_no_crash(self) -> None:
+        log = self.log()
+        for bad in ("exited by a signal", "core was generated", "Traceback", "SystemError"):
+            assert bad not in log, f"{bad!r} in the Kamailio log:\n{log[-4000:]}"
+
+    def kamcmd(self, *args: str) -> str:
+        r = subprocess.run(
+            ["kamcmd", "-s", f"unix:{self.ctl_socket}", *args], capture_output=True, text=True, timeout=10
+        )
+        return r.stdout + r.stderr
+
+    def stop(self) -> int | None:
+        if self.proc is None:
+            return None
+        _stop(self.proc)
+        rc = self.proc.returncode
+        self.proc = None
+        return rc
+
+
+# --- SIP clients --------------------------------------------------------------------
+
+
+@dataclass
+class SippResult:
+    returncode: int
+    seconds: float
+    output: str
+
+
+def sipp(
+    scenario: str,
+    port: int,
+    *,
+    run_dir: Path,
+    user: str = "alice",
+    domain: str = "example.com",
+    auth_user: str | None = None,
+    password: str | None = None,
+    service: str | None = None,
+    calls: int = 1,
+    rate: int = 0,
+    extra: tuple[str, ...] = (),
+    timeout: float = 60,
+) -> SippResult:
+    """Run one sipp scenario from tests/sipp against 127.0.0.1:port; rc 0 = every call passed."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    cmd = [
+        "sipp",
+        f"127.0.0.1:{port}",
+        "-sf",
+        str(SCENARIOS / f"{scenario}.xml"),
+        "-i",
+        "127.0.0.1",
+        "-p",
+        str(free_port()),
+        "-m",
+        str(calls),
+        "-key",
+        "user",
+        user,
+        "-key",
+        "domain",
+        domain,
+        "-nostdin",
+        "-trace_err",
+        "-timeout",
+        str(int(timeout)),
+        "-timeout_error",
+    ]
+    if rate:
+        cmd += ["-r", str(rate)]
+    if auth_user is not None:
+        cmd += ["-au", auth_user]
+    if password is not None:
+        cmd += ["-ap", password]
+    if service is not None:
+        cmd += ["-s", service]
+    cmd += list(extra)
+    start = time.monotonic()
+    r = subprocess.run(cmd, cwd=run_dir, capture_output=True, text=True, timeout=timeout + 30)
+    errors = "".join(p.read_text(errors="replace") for p in run_dir.glob(f"{scenario}_*_errors.log"))
+    return SippResult(r.returncode, time.monotonic() - start, (r.stdout[-2000:] + r.stderr + errors))
+
+
+@dataclass
+class SipReply:
+    code: int
+    reason: str
+    headers: list[tuple[str, str]]
+    raw: bytes
+
+    def header(self, name: str) -> str | None:
+        for n, v in self.headers:
+            if n.lower() == name.lower():
+                return v
+        return None
+
+
+class SipClient:
+    """A raw UDP SIP client, for requests sipp cannot write (broken headers, odd URIs)."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+
+    def send(self, request: str, timeout: float = 5.0) -> SipReply:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.bind(("127.0.0.1", 0))
+            lport = s.getsockname()[1]
+            data = request.replace("LPORT", str(lport)).replace("\r\n", "\n").replace("\n", "\r\n").encode()
+            s.settimeout(timeout)
+            s.sendto(data, ("127.0.0.1", self.port))
+            while True:
+                raw, _ = s.recvfrom(65536)
+                reply = parse_reply(raw)
+                if reply.code >= 200:
+                    return reply
+
+    def request(
+        self,
+        method: str,
+        ruri: str,
+        *,
+        from_uri: str = "sip:alice@example.com",
+        to_uri: str | None = None,
+        headers: tuple[str, ...] = (),
+        timeout: float = 5.0,
+    ) -> SipReply:
+        branch = "z9hG4bK" + uuid.uuid4().hex[:16]
+        text = "\n".join(
+            [
+                f"{method} {ruri} SIP/2.0",
+                f"Via: SIP/2.0/UDP 127.0.0.1:LPORT;branch={branch}",
+                f"From: <{from_uri}>;tag={uuid.uuid4().hex[:8]}",
+                f"To: <{to_uri or ruri}>",
+                f"Call-ID: {uuid.uuid4().hex}@127.0.0.1",
+                f"CSeq: 1 {method}",
+                "Max-Forwards: 70",
+                *headers,
+                "Content-Length: 0",
+                "",
+                "",
+            ]
+        )
+        return self.send(text, timeout)
+
+    def options(self, timeout: float = 1.0) -> SipReply:
+        return self.request("OPTIONS", "sip:127.0.0.1", timeout=timeout)
+
+
+def parse_reply(raw: bytes) -> SipReply:
+    head = raw.split(b"\r\n\r\n", 1)[0].decode("utf-8", "replace")
+    lines = head.split("\r\n")
+    m = re.match(r"SIP/2\.0 (\d{3}) ?(.*)", lines[0])
+    if not m:
+        raise ValueError(f"not a SIP reply: {lines[0]!r}")
+    headers = []
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        headers.append((name.strip(), value.strip()))
+    return SipReply(int(m.group(1)), m.group(2), headers, raw)
+
+
+@contextlib.contextmanager
+def running(*things: ReferenceServer | Kamailio) -> Iterator[None]:
+    """Start in order, stop in reverse order, whatever happens."""
+    started = []
+    try:
+        for t in things:
+            t.start()
+            started.append(t)
+        yield
+    finally:
+        for t in reversed(started):
+            t.stop()
+
+
+def kill_pid(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
