@@ -132,7 +132,12 @@ class Kamailio:
     defines: dict[str, str] = field(default_factory=dict)
     sip_port: int = field(default_factory=free_port)
     memory: str = ""  # e.g. "tlsf" for benchmarks (-x)
+    env: dict[str, str] = field(default_factory=dict)
     proc: subprocess.Popen | None = None
+
+    def with_env(self, env: dict[str, str]) -> Kamailio:
+        self.env.update(env)
+        return self
 
     @property
     def log_path(self) -> Path:
@@ -168,7 +173,9 @@ class Kamailio:
         for name, value in defines.items():
             cmd += ["-A", f"{name}={value}"]
         log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(cmd, cwd=self.run_dir, stdout=log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            cmd, cwd=self.run_dir, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **self.env}
+        )
         log.close()
         if wait:
             self.wait_ready()

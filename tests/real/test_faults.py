@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.fake_diameter import FakeDiameter
-from tests.harness import EXAMPLE_CFG, Kamailio, ReferenceServer, SipClient, sipp
+from tests.harness import EXAMPLE_CFG, Kamailio, SipClient, running, sipp
 from tests.real.conftest import make_server
 
 pytestmark = pytest.mark.kamailio
@@ -207,14 +207,9 @@ def test_missing_settings_take_their_defaults(tmp_path):
     )
     cfg.write_text("\n".join(lines) + "\n")
     k = Kamailio(cfg=cfg, run_dir=tmp_path / "k", defines={"CHILDREN": "1"})
-    with server_and(server, k):
+    with running(server, k):
         r = sipp("register_auth", k.sip_port, run_dir=tmp_path, auth_user="alice", password="secret")
         assert r.returncode == 0, r.output
     assert "settings declared in" in k.log() and "diameter_client_port" in k.log()
     k.assert_no_crash()
 
-
-def server_and(server: ReferenceServer, k: Kamailio):
-    from tests.harness import running
-
-    return running(server, k)
