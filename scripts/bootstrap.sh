@@ -1,11 +1,11 @@
 #!/bin/sh
 # Installs what the demo and the tests need on Debian 12: the Debian packages
-# (Kamailio with app_python3 and the C auth_diameter module, sipp, tshark) and a
+# (Kamailio with app_python3 and the C auth_diameter module, sipp) and a
 # venv made from Debian's /usr/bin/python3, the interpreter Kamailio embeds.
 set -eu
 cd "$(dirname "$0")/.."
 
-PACKAGES="kamailio kamailio-python3-modules sip-tester python3-venv tshark"
+PACKAGES="kamailio kamailio-python3-modules sip-tester python3-venv"
 missing=""
 for p in $PACKAGES; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
