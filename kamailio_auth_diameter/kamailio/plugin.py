@@ -9,10 +9,11 @@ raise out of it.
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
-from .. import authorize, group, outcome
+from .. import __version__, authorize, group, outcome
 from ..outcome import Outcome
 from ..settings import Settings
 from ..sip.credentials import Credentials
@@ -23,6 +24,7 @@ from .config import CfgSettings
 from .request import read_auth_request
 
 _LOG_REPEAT_S = 5.0
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 class AuthDiameter:
@@ -194,7 +196,10 @@ def create(ksr: Any) -> AuthDiameter:
     declared = cfgfile.scan(path, defines, _read_text)
     cfg = CfgSettings.at_startup(ksr, declared)
     names = ", ".join(declared.values) or "none, all defaults"
-    ksr.info(f"auth_diameter: plugin ready; settings declared in {', '.join(declared.files)}: {names}\n")
+    ksr.info(
+        f"auth_diameter: plugin {__version__} from {_PACKAGE_DIR} ready; "
+        f"settings declared in {', '.join(declared.files)}: {names}\n"
+    )
     return AuthDiameter(ksr, cfg)
 
 

@@ -15,8 +15,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-_TOKEN = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+")
-_LWS = " \t\r\n"
+_TOKEN = r"[A-Za-z0-9\-.!%*_+`'~]+"
+_LWS = r"[ \t\r\n]*"
+_SCHEME = re.compile(rf"{_LWS}({_TOKEN})(?:[ \t\r\n]+|$)")
+_SEPARATORS = re.compile(r"[ \t\r\n,]*")
+# name = token / quoted-string; a quoted value may not hold CR, LF or NUL (no folding inside)
+_PARAM = re.compile(rf'({_TOKEN}){_LWS}={_LWS}(?:"((?:[^"\\\r\n\0]|\\[^\r\n\0])*)"|({_TOKEN})){_LWS}')
+_ESCAPE = re.compile(r"\\(.)")
 
 
 class CredentialsError(ValueError):
@@ -37,66 +42,32 @@ class Credentials:
         return self.params.get("realm", "")
 
 
-def _skip_lws(s: str, i: int) -> int:
-    while i < len(s) and s[i] in _LWS:
-        i += 1
-    return i
-
-
 def parse_credentials(body: str) -> Credentials | None:
     """Parse one header body; None for a non-Digest scheme, CredentialsError if malformed."""
-    i = _skip_lws(body, 0)
-    m = _TOKEN.match(body, i)
-    if not m or m.group().lower() != "digest":
-        return None
-    i = m.end()
-    if i < len(body) and body[i] not in _LWS:
-        return None  # e.g. "DigestX": another scheme that merely starts alike
+    m = _SCHEME.match(body)
+    if not m or m.group(1).lower() != "digest":
+        return None  # another scheme, or e.g. "DigestX" that merely starts alike
     params: dict[str, str] = {}
-    while True:
-        i = _skip_lws(body, i)
-        while i < len(body) and body[i] == ",":
-            i = _skip_lws(body, i + 1)
-        if i >= len(body):
-            break
-        m = _TOKEN.match(body, i)
-        if not m:
-            raise CredentialsError(f"expected a parameter name at offset {i}")
-        name = m.group().lower()
-        i = _skip_lws(body, m.end())
-        if i >= len(body) or body[i] != "=":
-            raise CredentialsError(f"parameter {name!r} has no value")
-        i = _skip_lws(body, i + 1)
-        if i < len(body) and body[i] == '"':
-            value, i = _quoted(body, i)
+    end = len(body)
+    pos = _SEPARATORS.match(body, m.end()).end()
+    while pos < end:
+        m = _PARAM.match(body, pos)
+        if m is None:
+            raise CredentialsError(f"malformed parameter at offset {pos}: {body[pos:pos + 20]!r}")
+        name, quoted, token = m.groups()
+        if quoted is None:
+            value = token
+        elif "\\" in quoted:
+            value = _ESCAPE.sub(r"\1", quoted)
         else:
-            m = _TOKEN.match(body, i)
-            if not m:
-                raise CredentialsError(f"parameter {name!r} has an empty or invalid value")
-            value, i = m.group(), m.end()
-        params.setdefault(name, value)  # the first occurrence wins, as in Kamailio
-        i = _skip_lws(body, i)
-        if i < len(body) and body[i] != ",":
-            raise CredentialsError(f"expected ',' after parameter {name!r}")
+            value = quoted
+        params.setdefault(name.lower(), value)  # the first occurrence wins, as in Kamailio
+        pos = m.end()
+        if pos < end:
+            if body[pos] != ",":
+                raise CredentialsError(f"expected ',' at offset {pos} after parameter {name!r}")
+            pos = _SEPARATORS.match(body, pos).end()
     return Credentials(raw=body, params=params)
-
-
-def _quoted(s: str, i: int) -> tuple[str, int]:
-    out = []
-    i += 1
-    while i < len(s):
-        c = s[i]
-        if c == '"':
-            return "".join(out), i + 1
-        if c == "\\" and i + 1 < len(s):
-            out.append(s[i + 1])
-            i += 2
-            continue
-        if c in "\r\n\0":
-            raise CredentialsError("control character inside a quoted value")
-        out.append(c)
-        i += 1
-    raise CredentialsError("unterminated quoted value")
 
 
 def select_credentials(bodies: list[str], realm: str) -> Credentials | None:

@@ -57,10 +57,10 @@ def parse_uri(text: str | None) -> SipUri:
         host, colon, port = hostport.partition(":")
         if colon and not port:
             raise UriError(f"empty port in {text!r}")
-    if not host or any(c in host for c in ' \t\r\n<>"@'):
+    if not host or not host.isprintable() or any(c in host for c in ' <>"@'):
         raise UriError(f"bad host in {text!r}")
     if port and (not port.isdigit() or not port.isascii() or int(port) > 65535):
         raise UriError(f"bad port in {text!r}")
-    if any(c in user for c in "\r\n\0"):
+    if not user.isprintable():
         raise UriError(f"control character in user part of {text!r}")
     return SipUri(user=user, host=host, port=port)

@@ -212,4 +212,3 @@ def test_missing_settings_take_their_defaults(tmp_path):
         assert r.returncode == 0, r.output
     assert "settings declared in" in k.log() and "diameter_client_port" in k.log()
     k.assert_no_crash()
-
