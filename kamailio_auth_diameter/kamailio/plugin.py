@@ -182,7 +182,10 @@ class AuthDiameter:
         if text == last_text and now - last_at < _LOG_REPEAT_S:
             return
         self._last_log = (text, now)
-        self._ksr.err(f"auth_diameter: {text}\n")
+        try:
+            self._ksr.err(f"auth_diameter: {text}\n")
+        except Exception:  # noqa: BLE001 - a failing log call must not fail the request
+            pass
 
 
 def create(ksr: Any) -> AuthDiameter:
