@@ -7,10 +7,12 @@ run time with cfg_rpc. Values arrive as str or int; anything missing takes its d
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 GROUP = "auth_diameter"
+_INTEGER = re.compile(r"[+-]?[0-9]+")
 
 
 class SettingsError(ValueError):
@@ -68,10 +70,9 @@ def _convert(spec: Spec, raw: object) -> object:
         return value
     if isinstance(raw, bool) or not isinstance(raw, (int, str)):
         raise SettingsError(f"{where}: expected an integer, got {raw!r}")
-    try:
-        value = int(raw)
-    except ValueError:
-        raise SettingsError(f"{where}: expected an integer, got {raw!r}") from None
+    if isinstance(raw, str) and not _INTEGER.fullmatch(raw.strip()):
+        raise SettingsError(f"{where}: expected an integer, got {raw!r}")
+    value = int(raw)
     if not spec.low <= value <= spec.high:
         raise SettingsError(f"{where}: {value} is outside {spec.low}..{spec.high}")
     return value

@@ -21,10 +21,13 @@ from ..settings import GROUP
 DEFAULT_CFG = "/etc/kamailio/kamailio.cfg"
 
 _ASSIGN = re.compile(
-    rf'^[ \t]*{GROUP}\.(\w+)[ \t]*=[ \t]*("(?:[^"\\\n]|\\.)*"|-?\d+|\w+)[ \t]*(?:desc[ \t]+"[^"\n]*")?[ \t]*;?[ \t]*$',
+    rf'^[ \t]*{GROUP}\.(\w+)[ \t]*=[ \t]*("(?:[^"\\\n]|\\.)*"|-?\d+|\w+)'
+    r'[ \t]*(?:desc[ \t]+"[^"\n]*")?[ \t]*;?[ \t]*(?:(?:#|//).*)?$',
     re.M,
 )
-_DEFINE = re.compile(r"^[ \t]*#!(?:define|trydef|redefine)[ \t]+(\w+)(?:[ \t]+(.*?))?[ \t]*$", re.M)
+_DEFINE = re.compile(
+    r"^[ \t]*(?:#!|!!)(define|def|trydef|trydefine|redefine|redef)[ \t]+(\w+)(?:[ \t]+(.*?))?[ \t]*$", re.M
+)
 _INCLUDE = re.compile(r'^[ \t]*(?:#!|!!)?(?:include_file|import_file)[ \t]+"([^"\n]+)"', re.M)
 
 UNRESOLVED = object()  # a define we cannot evaluate: Kamailio's value is checked at run time
@@ -36,13 +39,13 @@ class Declared:
     files: list[str] = field(default_factory=list)
 
 
-def _literal(token: str, defines: dict[str, str]) -> object:
-    if token.startswith('"'):
+def _literal(token: str, defines: dict[str, str], depth: int = 0) -> object:
+    if token.startswith('"') and token.endswith('"') and len(token) >= 2:
         return token[1:-1]
-    if token.lstrip("-").isdigit():
+    if re.fullmatch(r"-?[0-9]+", token):
         return int(token)
-    if token in defines and defines[token] != token:
-        return _literal(defines[token].strip(), defines)
+    if token in defines and depth < 16:  # a define loop stays unresolved
+        return _literal(defines[token].strip(), defines, depth + 1)
     return UNRESOLVED
 
 
@@ -53,6 +56,7 @@ def scan(path: str, defines: dict[str, str], read: Callable[[str], str]) -> Decl
     file's own; ``read`` is injected so the scan is testable without files.
     """
     found = Declared()
+    cli_names = set(defines)
     defines = dict(defines)
     pending = [path]
     while pending and len(found.files) < 64:
@@ -65,7 +69,11 @@ def scan(path: str, defines: dict[str, str], read: Callable[[str], str]) -> Decl
             continue
         found.files.append(current)
         for m in _DEFINE.finditer(text):
-            defines.setdefault(m.group(1), m.group(2) or "1")
+            directive, name, value = m.groups()
+            if directive.startswith("re") and name not in cli_names:
+                defines[name] = value or "1"
+            else:  # -A defines win; a plain #!define of a defined name is an error to Kamailio
+                defines.setdefault(name, value or "1")
         for m in _ASSIGN.finditer(text):
             found.values[m.group(1)] = _literal(m.group(2), defines)
         base = os.path.dirname(current)

@@ -53,7 +53,7 @@ def parse_credentials(body: str) -> Credentials | None:
     while pos < end:
         m = _PARAM.match(body, pos)
         if m is None:
-            raise CredentialsError(f"malformed parameter at offset {pos}: {body[pos:pos + 20]!r}")
+            raise CredentialsError(f"malformed parameter at offset {pos}: {body[pos : pos + 20]!r}")
         name, quoted, token = m.groups()
         if quoted is None:
             value = token

@@ -1,0 +1,64 @@
+"""kamailio/request: what an authorize call reads from KSR."""
+
+from __future__ import annotations
+
+from fake_ksr import FakeKSR
+
+from kamailio_auth_diameter.kamailio.request import MAX_CREDENTIAL_HEADERS, read_auth_request
+
+
+def test_www_reads_authorization() -> None:
+    ksr = FakeKSR()
+    ksr.request(
+        method="REGISTER",
+        ruri="sip:r",
+        fu="sip:f@x",
+        tu="sip:t@x",
+        mi=42,
+        authorization=["Digest a=1", "Digest b=2"],
+        proxy_authorization=["Digest p=1"],
+    )
+    req, msgid = read_auth_request(ksr, "REGISTER", proxy=False)
+    assert msgid == 42
+    assert (req.method, req.ruri, req.from_uri, req.to_uri) == ("REGISTER", "sip:r", "sip:f@x", "sip:t@x")
+    assert req.credentials == ("Digest a=1", "Digest b=2")
+
+
+def test_proxy_reads_proxy_authorization() -> None:
+    ksr = FakeKSR()
+    ksr.request(authorization=["Digest a=1"], proxy_authorization=["Digest p=1"])
+    req, _ = read_auth_request(ksr, "INVITE", proxy=True)
+    assert req.credentials == ("Digest p=1",)
+
+
+def test_no_headers() -> None:
+    ksr = FakeKSR()
+    ksr.request()
+    req, _ = read_auth_request(ksr, "INVITE", proxy=False)
+    assert req.credentials == ()
+
+
+def test_header_count_is_capped() -> None:
+    ksr = FakeKSR()
+    ksr.request(authorization=[f"Digest n={i}" for i in range(100)])
+    req, _ = read_auth_request(ksr, "INVITE", proxy=False)
+    assert len(req.credentials) == MAX_CREDENTIAL_HEADERS
+    assert req.credentials[0] == "Digest n=0"
+    reads = [c for c in ksr.calls if c[0] == "hdr.get_idx"]
+    assert len(reads) == MAX_CREDENTIAL_HEADERS
+
+
+def test_missing_bodies_are_skipped() -> None:
+    ksr = FakeKSR()
+    ksr.request(authorization=["Digest a=1"])
+    orig = ksr.pv.get  # KSR says 3 headers, but only one can be fetched
+    ksr.pv.get = lambda name: 3 if name == "$hdrc(Authorization)" else orig(name)  # type: ignore[method-assign]
+    req, _ = read_auth_request(ksr, "INVITE", proxy=False)
+    assert req.credentials == ("Digest a=1",)
+
+
+def test_missing_uris_are_none() -> None:
+    ksr = FakeKSR()
+    ksr.request(ruri=None, fu=None, tu=None)
+    req, _ = read_auth_request(ksr, "INVITE", proxy=False)
+    assert (req.ruri, req.from_uri, req.to_uri) == (None, None, None)

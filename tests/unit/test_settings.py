@@ -1,0 +1,136 @@
+"""settings: defaults, bounds, types, and error messages that name the setting."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from kamailio_auth_diameter import settings
+from kamailio_auth_diameter.settings import Settings, SettingsError
+
+BOUNDS = {
+    "diameter_client_port": (1, 65535),
+    "use_domain": (0, 1),
+    "answer_timeout": (1, 60000),
+    "connect_timeout": (1, 60000),
+    "reconnect_interval": (0, 3600000),
+}
+INT_NAMES = tuple(BOUNDS)
+
+
+def test_defaults() -> None:
+    assert settings.parse({}) == Settings(
+        diameter_client_host="localhost",
+        diameter_client_port=3000,
+        use_domain=0,
+        answer_timeout=2000,
+        connect_timeout=500,
+        reconnect_interval=1000,
+    )
+
+
+def test_none_means_default() -> None:
+    assert settings.parse({name: None for name in settings.NAMES}) == settings.parse({})
+
+
+def test_names_match_the_dataclass() -> None:
+    assert settings.NAMES == tuple(f.name for f in dataclasses.fields(Settings))
+
+
+def test_group_name() -> None:
+    assert settings.GROUP == "auth_diameter"
+
+
+@pytest.mark.parametrize("name", INT_NAMES)
+def test_int_bounds_accepted(name: str) -> None:
+    low, high = BOUNDS[name]
+    assert getattr(settings.parse({name: low}), name) == low
+    assert getattr(settings.parse({name: high}), name) == high
+
+
+@pytest.mark.parametrize("name", INT_NAMES)
+@pytest.mark.parametrize("side", ["low", "high"])
+def test_int_out_of_bounds_names_the_setting(name: str, side: str) -> None:
+    low, high = BOUNDS[name]
+    value = low - 1 if side == "low" else high + 1
+    with pytest.raises(SettingsError, match=rf"auth_diameter\.{name}\b"):
+        settings.parse({name: value})
+
+
+@pytest.mark.parametrize("name", INT_NAMES)
+@pytest.mark.parametrize("value", [True, False, 1.0, 2.5, [], {}, b"1", object(), "abc", "", "1.5", "0x10"])
+def test_int_type_errors_name_the_setting(name: str, value: object) -> None:
+    with pytest.raises(SettingsError, match=rf"auth_diameter\.{name}\b"):
+        settings.parse({name: value})
+
+
+@pytest.mark.parametrize("name", INT_NAMES)
+def test_int_from_string(name: str) -> None:
+    low, _ = BOUNDS[name]
+    assert getattr(settings.parse({name: str(low)}), name) == low
+
+
+def test_port_from_string_with_spaces() -> None:
+    assert settings.parse({"diameter_client_port": " 3001 "}).diameter_client_port == 3001
+
+
+@pytest.mark.parametrize("value", [1, 0, True, 1.5, b"host", ["h"]])
+def test_host_type_error_names_the_setting(value: object) -> None:
+    with pytest.raises(SettingsError, match=r"auth_diameter\.diameter_client_host\b"):
+        settings.parse({"diameter_client_host": value})
+
+
+@pytest.mark.parametrize(
+    "value", ["", " ", "\t\n", "local host", "a\tb", "host\0", "a/b", "http://x", "a\nb", "\u00a0"]
+)
+def test_bad_hosts_name_the_setting(value: str) -> None:
+    with pytest.raises(SettingsError, match=r"auth_diameter\.diameter_client_host\b"):
+        settings.parse({"diameter_client_host": value})
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (" 127.0.0.1 ", "127.0.0.1"),
+        ("\tdisc.example.com\n", "disc.example.com"),
+        ("::1", "::1"),
+        ("localhost", "localhost"),
+    ],
+)
+def test_host_surrounding_whitespace_is_stripped(value: str, expected: str) -> None:
+    assert settings.parse({"diameter_client_host": value}).diameter_client_host == expected
+
+
+def test_unknown_setting_is_named() -> None:
+    with pytest.raises(SettingsError, match=r"auth_diameter\.diameter_client_prot: unknown setting"):
+        settings.parse({"diameter_client_prot": 3000})
+
+
+def test_unknown_setting_wins_over_valid_ones() -> None:
+    with pytest.raises(SettingsError, match="unknown"):
+        settings.parse({"use_domain": 1, "timeout": 5})
+
+
+def test_all_set() -> None:
+    s = settings.parse(
+        {
+            "diameter_client_host": "10.0.0.1",
+            "diameter_client_port": "3868",
+            "use_domain": 1,
+            "answer_timeout": 100,
+            "connect_timeout": 50,
+            "reconnect_interval": 0,
+        }
+    )
+    assert s == Settings("10.0.0.1", 3868, 1, 100, 50, 0)
+
+
+def test_settings_error_is_value_error() -> None:
+    assert issubclass(SettingsError, ValueError)
+
+
+def test_settings_are_frozen() -> None:
+    s = settings.parse({})
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        s.use_domain = 1  # type: ignore[misc]

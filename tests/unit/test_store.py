@@ -1,0 +1,170 @@
+"""server/store: users as HA1 only, groups, and the persisted nonce secret."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from kamailio_auth_diameter import digest
+from kamailio_auth_diameter.server.store import SqliteStore, StoreError, UserHashes
+
+PASSWORD = "Zq7-unique-passw0rd-xyzzy"
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    return tmp_path / "auth.sqlite"
+
+
+@pytest.fixture
+def store(db: Path) -> Iterator[SqliteStore]:
+    s = SqliteStore(str(db))
+    yield s
+    s.close()
+
+
+def test_add_user_stores_both_hashes(store: SqliteStore) -> None:
+    store.add_user("alice", "example.com", PASSWORD)
+    assert store.user_hashes("alice", "example.com") == UserHashes(
+        ha1=digest.ha1("alice", "example.com", PASSWORD),
+        ha1b=digest.ha1("alice@example.com", "example.com", PASSWORD),
+    )
+
+
+def test_password_never_reaches_the_file(store: SqliteStore, db: Path) -> None:
+    store.add_user("alice", "example.com", PASSWORD)
+    store.add_user("alice", "example.com", PASSWORD + "2")  # replace: the old row must not linger in clear either
+    store.close()
+    data = b"".join(p.read_bytes() for p in db.parent.iterdir() if p.name.startswith(db.name))
+    assert b"alice" in data  # the file really holds the user
+    assert PASSWORD.encode() not in data
+    assert digest.ha1("alice", "example.com", PASSWORD + "2").encode() in data
+
+
+def test_lookup_is_exact(store: SqliteStore) -> None:
+    store.add_user("alice", "example.com", PASSWORD)
+    assert store.user_hashes("alice", "other.com") is None
+    assert store.user_hashes("bob", "example.com") is None
+    assert store.user_hashes("Alice", "example.com") is None
+    assert store.user_hashes("alice@example.com", "example.com") is None
+
+
+def test_add_replaces_password(store: SqliteStore) -> None:
+    store.add_user("alice", "example.com", "one")
+    store.add_user("alice", "example.com", "two")
+    hashes = store.user_hashes("alice", "example.com")
+    assert hashes is not None
+    assert hashes.ha1 == digest.ha1("alice", "example.com", "two")
+    assert store.users() == [("alice", "example.com")]
+
+
+def test_list_and_delete_users(store: SqliteStore) -> None:
+    store.add_user("bob", "b.org", "pw")
+    store.add_user("alice", "b.org", "pw")
+    store.add_user("zed", "a.org", "pw")
+    assert store.users() == [("zed", "a.org"), ("alice", "b.org"), ("bob", "b.org")]
+    store.delete_user("alice", "b.org")
+    assert store.users() == [("zed", "a.org"), ("bob", "b.org")]
+    assert store.user_hashes("alice", "b.org") is None
+
+
+def test_delete_unknown_user_raises(store: SqliteStore) -> None:
+    with pytest.raises(StoreError):
+        store.delete_user("nobody", "example.com")
+
+
+@pytest.mark.parametrize(
+    ("username", "realm"),
+    [
+        ("", "example.com"),
+        ("alice", ""),
+        ("alice@example.com", "example.com"),
+        ("sip:alice", "example.com"),
+        (" alice", "example.com"),
+        ("alice ", "example.com"),
+        ('al"ice', "example.com"),
+        ("al\nice", "example.com"),
+        ("al\rice", "example.com"),
+        ("al\0ice", "example.com"),
+        ("alice", " example.com"),
+        ("alice", 'exa"mple.com'),
+        ("alice", "example.com\r\n"),
+        ("alice", "exa\0mple.com"),
+    ],
+)
+def test_bad_user_names_rejected(store: SqliteStore, username: str, realm: str) -> None:
+    with pytest.raises(StoreError):
+        store.add_user(username, realm, "pw")
+    assert store.users() == []
+
+
+def test_empty_password_rejected(store: SqliteStore) -> None:
+    with pytest.raises(StoreError):
+        store.add_user("alice", "example.com", "")
+
+
+def test_groups(store: SqliteStore) -> None:
+    store.add_group("alice", "voicemail")
+    store.add_group("alice@example.com", "voicemail")
+    store.add_group("alice", "voicemail")  # idempotent
+    store.add_group("bob", "admins")
+    assert store.in_group("alice", "voicemail")
+    assert store.in_group("alice@example.com", "voicemail")
+    assert not store.in_group("alice", "admins")
+    assert not store.in_group("Alice", "voicemail")
+    assert store.groups() == [("bob", "admins"), ("alice", "voicemail"), ("alice@example.com", "voicemail")]
+    store.delete_group("alice", "voicemail")
+    assert not store.in_group("alice", "voicemail")
+    with pytest.raises(StoreError):
+        store.delete_group("alice", "voicemail")
+
+
+@pytest.mark.parametrize(("name", "grp"), [("", "g"), ("a", ""), (" a", "g"), ("a", "g\n"), ('a"', "g"), ("a\0", "g")])
+def test_bad_group_names_rejected(store: SqliteStore, name: str, grp: str) -> None:
+    with pytest.raises(StoreError):
+        store.add_group(name, grp)
+    assert store.groups() == []
+
+
+def test_nonce_secret_is_stable_and_persisted(db: Path) -> None:
+    first = SqliteStore(str(db))
+    secret = first.nonce_secret()
+    assert len(secret) >= 16
+    assert first.nonce_secret() == secret
+    first.close()
+    second = SqliteStore(str(db))
+    assert second.nonce_secret() == secret
+    second.close()
+
+
+def test_nonce_secret_differs_between_databases(tmp_path: Path) -> None:
+    a = SqliteStore(str(tmp_path / "a.sqlite"))
+    b = SqliteStore(str(tmp_path / "b.sqlite"))
+    assert a.nonce_secret() != b.nonce_secret()
+    a.close()
+    b.close()
+
+
+def test_users_persist_across_opens(db: Path) -> None:
+    s = SqliteStore(str(db))
+    s.add_user("alice", "example.com", PASSWORD)
+    s.add_group("alice", "g")
+    s.close()
+    s = SqliteStore(str(db))
+    assert s.users() == [("alice", "example.com")]
+    assert s.in_group("alice", "g")
+    s.close()
+
+
+def test_unopenable_database_is_store_error(tmp_path: Path) -> None:
+    with pytest.raises(StoreError):
+        SqliteStore(str(tmp_path / "missing-dir" / "x.sqlite"))
+
+
+def test_not_a_database_is_store_error(tmp_path: Path) -> None:
+    path = tmp_path / "junk.sqlite"
+    path.write_bytes(b"this is not an sqlite file" * 100)
+    with pytest.raises(StoreError):
+        SqliteStore(str(path))
