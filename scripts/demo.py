@@ -14,7 +14,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.harness import EXAMPLE_CFG, Kamailio, ReferenceServer, running, sipp
+from tests.harness import ReferenceServer, example_kamailio, running, sipp
 
 STEPS = (
     ("REGISTER alice (www_authorize): 401 then 200", "register_auth", {"auth_user": "alice", "password": "secret"}),
@@ -77,11 +77,7 @@ def main() -> int:
             print(f"  user add {user[0]} {user[1]}")
         server.add_group("alice", "voicemail")
         print("  group add alice voicemail")
-        kamailio = Kamailio(
-            cfg=EXAMPLE_CFG,
-            run_dir=tmp_path / "kamailio",
-            defines={"DIAMETER_HOST": '"127.0.0.1"', "DIAMETER_PORT": str(server.port), "CHILDREN": "2"},
-        )
+        kamailio = example_kamailio(tmp_path / "kamailio", server.port)
         failures = 0
         with running(server, kamailio):
             print(

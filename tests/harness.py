@@ -224,6 +224,20 @@ class Kamailio:
         return rc
 
 
+def example_kamailio(run_dir: Path, diameter_port: int, children: int = 2, **defines: str) -> Kamailio:
+    """Kamailio running kamailio.cfg.example against a Diameter server on 127.0.0.1."""
+    return Kamailio(
+        cfg=EXAMPLE_CFG,
+        run_dir=run_dir,
+        defines={
+            "DIAMETER_HOST": '"127.0.0.1"',
+            "DIAMETER_PORT": str(diameter_port),
+            "CHILDREN": str(children),
+            **defines,
+        },
+    )
+
+
 # --- SIP clients --------------------------------------------------------------------
 
 

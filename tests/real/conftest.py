@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness import EXAMPLE_CFG, Kamailio, ReferenceServer
+from tests.harness import Kamailio, ReferenceServer, example_kamailio
 
 USERS = (("alice", "example.com", "secret"), ("bob", "example.com", "bobpw"))
 GROUPS = (("alice", "voicemail"),)
@@ -31,11 +31,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ReferenceServer
 
 @pytest.fixture(scope="module")
 def kamailio(tmp_path_factory: pytest.TempPathFactory, server: ReferenceServer) -> Iterator[Kamailio]:
-    k = Kamailio(
-        cfg=EXAMPLE_CFG,
-        run_dir=tmp_path_factory.mktemp("kamailio"),
-        defines={"DIAMETER_HOST": '"127.0.0.1"', "DIAMETER_PORT": str(server.port), "CHILDREN": "2"},
-    ).start()
+    k = example_kamailio(tmp_path_factory.mktemp("kamailio"), server.port).start()
     yield k
     k.stop()
     k.assert_no_crash()

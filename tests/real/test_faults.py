@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.fake_diameter import FakeDiameter
-from tests.harness import EXAMPLE_CFG, Kamailio, SipClient, running, sipp
+from tests.harness import EXAMPLE_CFG, Kamailio, SipClient, example_kamailio, running, sipp
 from tests.real.conftest import make_server
 
 pytestmark = pytest.mark.kamailio
@@ -28,11 +28,7 @@ def fake() -> Iterator[FakeDiameter]:
 
 @pytest.fixture(scope="module")
 def kamailio(tmp_path_factory, fake) -> Iterator[Kamailio]:
-    k = Kamailio(
-        cfg=EXAMPLE_CFG,
-        run_dir=tmp_path_factory.mktemp("kamailio-faults"),
-        defines={"DIAMETER_HOST": '"127.0.0.1"', "DIAMETER_PORT": str(fake.port), "CHILDREN": "1"},
-    ).start()
+    k = example_kamailio(tmp_path_factory.mktemp("kamailio-faults"), fake.port, children=1).start()
     yield k
     k.stop()
     k.assert_no_crash()
@@ -144,11 +140,7 @@ def test_group_check_on_hostile_answer_is_false_without_reply(kamailio, fake):
 
 def test_server_down_gets_500_quickly_and_restart_recovers(tmp_path):
     server = make_server(tmp_path)
-    k = Kamailio(
-        cfg=EXAMPLE_CFG,
-        run_dir=tmp_path / "k",
-        defines={"DIAMETER_HOST": '"127.0.0.1"', "DIAMETER_PORT": str(server.port), "CHILDREN": "2"},
-    )
+    k = example_kamailio(tmp_path / "k", server.port)
     k.start()  # the server is not running yet: Kamailio starts anyway (C bug B10)
     try:
         start = time.monotonic()

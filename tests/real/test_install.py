@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from tests.harness import EXAMPLE_CFG, PYTHON, ROOT, Kamailio, running, sipp
+from tests.harness import PYTHON, ROOT, example_kamailio, running, sipp
 from tests.real.conftest import make_server
 
 pytestmark = pytest.mark.kamailio
@@ -32,16 +32,7 @@ def test_installed_handler_serves_a_register(tmp_path):
     assert printed == str(target / "kamailio_auth_diameter" / "kamailio" / "handler.py")
 
     server = make_server(tmp_path)
-    k = Kamailio(
-        cfg=EXAMPLE_CFG,
-        run_dir=tmp_path / "k",
-        defines={
-            "AUTH_DIAMETER_HANDLER": f'"{printed}"',
-            "DIAMETER_HOST": '"127.0.0.1"',
-            "DIAMETER_PORT": str(server.port),
-            "CHILDREN": "1",
-        },
-    )
+    k = example_kamailio(tmp_path / "k", server.port, children=1, AUTH_DIAMETER_HANDLER=f'"{printed}"')
     with running(server, k):
         r = sipp("register_auth", k.sip_port, run_dir=tmp_path, auth_user="alice", password="secret")
         assert r.returncode == 0, r.output
