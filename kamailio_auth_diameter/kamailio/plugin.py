@@ -95,7 +95,10 @@ class AuthDiameter:
             return outcome.SERVER_ERROR
         result = legacy.auth_result(answer)
         if result is legacy.Result.SERVER_ERROR:
-            self._error(f"authorize: server answered Result-Code {answer.result_code}")
+            code = answer.result_code
+            self._error(
+                f"authorize: server answered Result-Code {code}" if code else "authorize: answer without Result-Code"
+            )
         decided = authorize.result_outcome(result, answer.challenge, proxy)
         if decided is outcome.SERVER_ERROR and result is legacy.Result.CHALLENGE:
             self._error("authorize: refused a challenge that is empty, not UTF-8 or has CR/LF/NUL inside")
