@@ -173,12 +173,22 @@ class Kamailio:
         for name, value in defines.items():
             cmd += ["-A", f"{name}={value}"]
         log = open(self.log_path, "ab")
+        # its own process group, so that stop() can take every worker down with it
         self.proc = subprocess.Popen(
-            cmd, cwd=self.run_dir, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **self.env}
+            cmd,
+            cwd=self.run_dir,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **self.env},
+            start_new_session=True,
         )
         log.close()
         if wait:
-            self.wait_ready()
+            try:
+                self.wait_ready()
+            except BaseException:
+                self.stop()
+                raise
         return self
 
     def wait_ready(self, timeout: float = 15.0) -> None:
@@ -216,9 +226,12 @@ class Kamailio:
         return r.stdout + r.stderr
 
     def stop(self) -> int | None:
+        """SIGTERM to the main process, then SIGKILL to whatever of its group is left."""
         if self.proc is None:
             return None
         _stop(self.proc)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
         rc = self.proc.returncode
         self.proc = None
         return rc
@@ -394,7 +407,3 @@ def running(*things: ReferenceServer | Kamailio) -> Iterator[None]:
         for t in reversed(started):
             t.stop()
 
-
-def kill_pid(pid: int) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGKILL)

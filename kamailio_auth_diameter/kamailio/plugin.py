@@ -173,7 +173,7 @@ class AuthDiameter:
             return answer if answer.msgid == want else None
 
         try:
-            return transport.exchange(request, start + settings.answer_timeout / 1000.0, accept)
+            return transport.exchange(request, start, settings.answer_timeout / 1000.0, accept)
         except TransportError as exc:
             self._error(f"Diameter exchange failed: {exc}")
             return None

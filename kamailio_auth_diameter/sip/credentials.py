@@ -1,13 +1,14 @@
-"""Authorization / Proxy-Authorization credentials (RFC 3261 §25.1, RFC 7616 §3.4), pure.
+"""Authorization / Proxy-Authorization credentials, parsed exactly as Kamailio parses them.
 
-The grammar lives here and nowhere else::
-
-    credentials    = auth-scheme LWS auth-param *(COMMA auth-param)
-    auth-param     = token EQUAL ( token / quoted-string )
-    quoted-string  = DQUOTE *( qdtext / quoted-pair ) DQUOTE
-
-Only "Digest" credentials are parsed; other schemes are skipped, as Kamailio does.
-Malformed Digest credentials are an error the caller turns into 400.
+Kamailio's digest parser (core/parser/digest) is more lenient than the RFC 3261 §25.1
+grammar, and the C module forwards what it accepts, so we follow it rather than the
+ABNF: the scheme is "Digest" (any case) followed by LWS or a comma; each parameter is
+``name = value`` where a quoted value ends at the next double quote (no escapes) and a
+token ends at LWS or a comma; whatever follows a value up to the next comma is
+skipped; a later occurrence of a parameter replaces an earlier one. It is malformed
+(400) when a parameter has no ``=``, no value, or an unterminated quote, which
+includes a trailing comma and "Digest " with nothing after it. Every step is a
+``str.find`` forward, so hostile headers cost linear time.
 """
 
 from __future__ import annotations
@@ -15,13 +16,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-_TOKEN = r"[A-Za-z0-9\-.!%*_+`'~]+"
-_LWS = r"[ \t\r\n]*"
-_SCHEME = re.compile(rf"{_LWS}({_TOKEN})(?:[ \t\r\n]+|$)")
-_SEPARATORS = re.compile(r"[ \t\r\n,]*")
-# name = token / quoted-string; a quoted value may not hold CR, LF or NUL (no folding inside)
-_PARAM = re.compile(rf'({_TOKEN}){_LWS}={_LWS}(?:"((?:[^"\\\r\n\0]|\\[^\r\n\0])*)"|({_TOKEN})){_LWS}')
-_ESCAPE = re.compile(r"\\(.)")
+_LWS = " \t\r\n"
+# Kamailio stores only these; any other parameter is checked for syntax and dropped.
+_KNOWN = frozenset(("username", "realm", "nonce", "uri", "response", "cnonce", "opaque", "qop", "nc", "algorithm"))
 
 
 class CredentialsError(ValueError):
@@ -42,32 +39,41 @@ class Credentials:
         return self.params.get("realm", "")
 
 
+_skip = re.compile(r"[ \t\r\n]*")
+_token = re.compile(r"[^ \t\r\n,]*")
+
+
 def parse_credentials(body: str) -> Credentials | None:
     """Parse one header body; None for a non-Digest scheme, CredentialsError if malformed."""
-    m = _SCHEME.match(body)
-    if not m or m.group(1).lower() != "digest":
-        return None  # another scheme, or e.g. "DigestX" that merely starts alike
+    start = _skip.match(body).end()
+    if len(body) - start < 7 or body[start : start + 6].lower() != "digest" or body[start + 6] not in " \t\r\n,":
+        return None
     params: dict[str, str] = {}
-    end = len(body)
-    pos = _SEPARATORS.match(body, m.end()).end()
-    while pos < end:
-        m = _PARAM.match(body, pos)
-        if m is None:
-            raise CredentialsError(f"malformed parameter at offset {pos}: {body[pos : pos + 20]!r}")
-        name, quoted, token = m.groups()
-        if quoted is None:
-            value = token
-        elif "\\" in quoted:
-            value = _ESCAPE.sub(r"\1", quoted)
+    pos = _skip.match(body, start + 7).end()
+    while True:
+        eq = body.find("=", pos)
+        if eq < 0:
+            raise CredentialsError(f"parameter without '=' at offset {pos}")
+        name = body[pos:eq].rstrip(_LWS).lower()
+        v = _skip.match(body, eq + 1).end()
+        if v >= len(body):
+            raise CredentialsError(f"parameter {name!r} has no value")
+        if body[v] == '"':
+            close = body.find('"', v + 1)
+            if close < 0:
+                raise CredentialsError(f"parameter {name!r} has an unterminated quoted value")
+            value, after = body[v + 1 : close], close + 1
         else:
-            value = quoted
-        params.setdefault(name.lower(), value)  # the first occurrence wins, as in Kamailio
-        pos = m.end()
-        if pos < end:
-            if body[pos] != ",":
-                raise CredentialsError(f"expected ',' at offset {pos} after parameter {name!r}")
-            pos = _SEPARATORS.match(body, pos).end()
-    return Credentials(raw=body, params=params)
+            after = _token.match(body, v).end()
+            if after == v:
+                raise CredentialsError(f"parameter {name!r} has an empty value")
+            value = body[v:after]
+        if name in _KNOWN:
+            params[name] = value
+        comma = body.find(",", after)
+        if comma < 0:
+            return Credentials(raw=body, params=params)
+        pos = _skip.match(body, comma + 1).end()
 
 
 def select_credentials(bodies: list[str], realm: str) -> Credentials | None:

@@ -8,8 +8,10 @@ full grammar: anything it cannot split is an error, never a guess.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 _SCHEMES = ("sip", "sips")
+_TEL_SCHEMES = ("tel", "tels")
 
 
 class UriError(ValueError):
@@ -23,11 +25,20 @@ class SipUri:
     port: str  # "" unless a port was written explicitly
 
 
+@lru_cache(maxsize=4096)  # the same From/To/R-URI strings come back request after request
 def parse_uri(text: str | None) -> SipUri:
     if not text:
         raise UriError("empty URI")
     scheme, sep, rest = text.partition(":")
-    if not sep or scheme.lower() not in _SCHEMES:
+    scheme = scheme.lower()
+    if sep and scheme in _TEL_SCHEMES:
+        # Kamailio reads a tel: URI as a user part (the number) and an empty host; the
+        # wire formats then fail to build requests that need a host, as the C module does
+        number = rest[: min((i for i in (rest.find(";"), rest.find("?")) if i >= 0), default=len(rest))]
+        if not number or not number.isprintable() or " " in number:
+            raise UriError(f"bad telephone number in {text!r}")
+        return SipUri(user=number, host="", port="")
+    if not sep or scheme not in _SCHEMES:
         raise UriError(f"not a SIP URI: {text!r}")
     user = ""
     at = rest.rfind("@")

@@ -7,11 +7,19 @@ its deadline. Fixes relative to the C module: a lazy connect with a timeout
 the deadline (B8); any transport error closes the socket (B9); after a failed
 connect or an unanswered request, requests fail at once for ``reconnect_interval``
 instead of each waiting out its own timeout.
+
+The common exchange costs two system calls, a non-blocking send and one blocking
+receive bounded by SO_RCVTIMEO (the C module needs about six). Python's own socket
+timeouts would add a poll before every call and an ioctl per change, so the socket
+stays in blocking mode and the kernel enforces the deadline.
 """
 
 from __future__ import annotations
 
+import errno
+import select
 import socket
+import struct
 import time
 from collections.abc import Callable
 from typing import TypeVar
@@ -20,9 +28,18 @@ from ..wire.framing import Framer, FramingError
 
 T = TypeVar("T")
 
+# When the exchange starts later than this after the request began (a connect, a
+# retry), the receive timeout is set to exactly what is left of the deadline.
+_SLACK = 0.001
+_GONE = (errno.ECONNRESET, errno.EPIPE, errno.ENOTCONN, errno.ECONNABORTED)
+
 
 class TransportError(Exception):
     """The exchange failed; the message says why, for the log."""
+
+
+class _PeerGone(Exception):
+    """The peer closed or reset the connection before any answer arrived."""
 
 
 class StreamTransport:
@@ -32,6 +49,7 @@ class StreamTransport:
         self._framer = Framer()
         self._address: tuple[str, int] | None = None
         self._failed_at: float | None = None  # when a connect or an answer last failed
+        self._rcvtimeo = 0.0  # the SO_RCVTIMEO currently set on the socket
         self.connect_timeout = 0.5
         self.reconnect_interval = 1.0
 
@@ -79,44 +97,66 @@ class StreamTransport:
         except OSError as exc:
             raise self._fail(f"connect to {self._address[0]}:{self._address[1]} failed: {exc}", True) from None
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.settimeout(None)  # blocking; the kernel's SO_RCVTIMEO bounds every receive
         self._sock = sock
+        self._rcvtimeo = 0.0
         self._failed_at = None
         return sock
 
-    def _reuse(self) -> socket.socket | None:
-        """The open socket if the peer has not closed it meanwhile (e.g. a server restart)."""
-        sock = self._sock
-        if sock is None:
-            return None
-        sock.settimeout(0.0)  # with a timeout set, Python would wait for readability first
-        while True:
-            try:
-                data = sock.recv(65536)
-            except (BlockingIOError, InterruptedError):
-                return sock
-            except OSError:
-                self.close()
-                return None
-            if not data:
-                self.close()
-                return None
-            self._framer.feed(data)  # late answers: skipped below by the caller's filter
+    def _set_rcvtimeo(self, sock: socket.socket, seconds: float) -> None:
+        if seconds != self._rcvtimeo:
+            sec = int(seconds)
+            usec = max(int((seconds - sec) * 1e6), 1 if sec == 0 else 0)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack("ll", sec, usec))
+            self._rcvtimeo = seconds
 
-    def exchange(self, request: bytes, deadline: float, accept: Callable[[bytes], T | None]) -> T:
+    def exchange(
+        self, request: bytes, start: float, timeout: float, accept: Callable[[bytes], T | None]
+    ) -> T:
         """Send ``request`` and return ``accept(frame)`` for the first frame it does not reject.
 
-        ``accept`` returns None for a stale frame (another request's answer) and may raise
-        ValueError for a malformed one; both that and any transport failure close the socket.
+        The deadline is ``start + timeout``. ``accept`` returns None for a stale frame
+        (another request's answer) and may raise ValueError for a malformed one; that and
+        any transport failure close the socket. A connection the server closed while it
+        sat idle (a restart) is replaced and the request sent once more.
         """
-        sock = self._reuse() or self._connect(deadline)
+        deadline = start + timeout
+        sock = self._sock
+        if sock is not None:
+            try:
+                return self._send_and_wait(sock, request, start, timeout, deadline, accept)
+            except _PeerGone:
+                self.close()  # the server went away while we were idle: one fresh try
+        sock = self._connect(deadline)
         try:
-            sock.settimeout(max(deadline - self._clock(), 0.001))
-            sock.sendall(request)
+            return self._send_and_wait(sock, request, start, timeout, deadline, accept)
+        except _PeerGone:
+            raise self._fail("server closed the connection", False) from None
+
+    def _send_and_wait(
+        self,
+        sock: socket.socket,
+        request: bytes,
+        start: float,
+        timeout: float,
+        deadline: float,
+        accept: Callable[[bytes], T | None],
+    ) -> T:
+        try:
+            sent = sock.send(request, socket.MSG_DONTWAIT)
+            if sent < len(request):
+                self._send_rest(sock, request[sent:], deadline)
+        except BlockingIOError:
+            self._send_rest(sock, request, deadline)
         except OSError as exc:
+            if exc.errno in _GONE:
+                raise _PeerGone from None
             raise self._fail(f"send failed: {exc}", False) from None
+        framer = self._framer
+        received = False
         while True:
             try:
-                frame = self._framer.next_message()
+                frame = framer.next_message()
             except FramingError as exc:
                 raise self._fail(f"bad answer framing: {exc}", False) from None
             if frame is not None:
@@ -130,13 +170,33 @@ class StreamTransport:
             remaining = deadline - self._clock()
             if remaining <= 0:
                 raise self._fail("no answer before the deadline", True)
+            # the usual case: the whole answer timeout, set once and left on the socket
+            self._set_rcvtimeo(sock, timeout if deadline - remaining - start < _SLACK else remaining)
             try:
-                sock.settimeout(remaining)
                 data = sock.recv(65536)
-            except TimeoutError:
+            except (BlockingIOError, TimeoutError):
                 raise self._fail("no answer before the deadline", True) from None
+            except InterruptedError:
+                continue
             except OSError as exc:
+                if exc.errno in _GONE and not received:
+                    raise _PeerGone from None
                 raise self._fail(f"receive failed: {exc}", False) from None
             if not data:
+                if not received:
+                    raise _PeerGone
                 raise self._fail("server closed the connection", False)
-            self._framer.feed(data)
+            received = True
+            framer.feed(data)
+
+    def _send_rest(self, sock: socket.socket, data: bytes, deadline: float) -> None:
+        """The rare partial send: wait for room in the send buffer, never past the deadline."""
+        view = memoryview(data)
+        while view:
+            remaining = deadline - self._clock()
+            if remaining <= 0 or not select.select([], [sock], [], remaining)[1]:
+                raise self._fail("could not send the request before the deadline", True)
+            try:
+                view = view[sock.send(view, socket.MSG_DONTWAIT) :]
+            except BlockingIOError:
+                continue
