@@ -22,7 +22,7 @@ class SipRequest:
 
     method: str
     ruri: str | None
-    from_uri: str | None
+    from_uri: str | None  # None when absent, or not needed (see kamailio/request.py)
     to_uri: str | None
     credentials: tuple[str, ...]  # bodies of every Authorization (www) or Proxy-Authorization header
 

@@ -2,17 +2,22 @@
 
 Which parameters exist comes from the start-up scan of kamailio.cfg (cfgfile.py):
 reading one that the cfg never declared makes Kamailio log six errors on every read.
-The declared ones are read per request (a few KSR calls, well under a microsecond
-each) and validated again whenever a value changes.
+The declared ones are read again at most every REFRESH_INTERVAL seconds, on the next
+request (six KSR calls cost a worker about as much as the rest of its glue code), and
+validated again whenever a value changes: a cfg_rpc change applies within 0.1 s.
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from typing import Any
 
 from .. import settings
 from ..settings import Settings, SettingsError
 from .cfgfile import UNRESOLVED, Declared
+
+REFRESH_INTERVAL = 0.1
 
 
 class CfgSettings:
@@ -22,8 +27,10 @@ class CfgSettings:
     run-time change is logged once and the previous settings stay in force.
     """
 
-    def __init__(self, ksr: Any, declared: tuple[str, ...]) -> None:
+    def __init__(self, ksr: Any, declared: tuple[str, ...], clock: Callable[[], float] = time.monotonic) -> None:
         self._ksr = ksr
+        self._clock = clock
+        self._next_read = 0.0
         self._selectors = tuple((name, f"$sel(cfg_get.{settings.GROUP}.{name})") for name in declared)
         self._raw: tuple[object, ...] | None = None
         self._rejected: tuple[object, ...] | None = None
@@ -38,6 +45,10 @@ class CfgSettings:
 
     def refresh(self) -> Settings | None:
         """The settings in force for this request; None while no valid set was ever read."""
+        now = self._clock()
+        if now < self._next_read:
+            return self.current
+        self._next_read = now + REFRESH_INTERVAL
         get = self._ksr.pv.get
         values = {name: get(sel) for name, sel in self._selectors}
         raw = tuple(values.values())

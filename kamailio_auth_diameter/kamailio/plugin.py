@@ -33,6 +33,7 @@ class AuthDiameter:
         self._cfg = cfg
         self._clock = clock
         self._transport = StreamTransport(clock=clock)
+        self._configured: Settings | None = None  # the settings the transport was last given
         self._group_params: dict[str, group.GroupQuery] = {}
         # credentials authorized for the message being processed, for who=Credentials
         self._authorized_msgid: int | None = None
@@ -78,7 +79,7 @@ class AuthDiameter:
         if authorize.is_exempt(method):
             return outcome.PASS
         start = self._clock()
-        req, msgid = read_auth_request(ksr, method, proxy)
+        req, msgid = read_auth_request(ksr, method, proxy, realm)
         plan = authorize.plan(req, realm, proxy)
         if isinstance(plan, Outcome):
             return plan
@@ -160,12 +161,14 @@ class AuthDiameter:
 
     def _exchange(self, settings: Settings, request: bytes, msgid: int, start: float) -> legacy.Answer | None:
         transport = self._transport
-        transport.configure(
-            settings.diameter_client_host,
-            settings.diameter_client_port,
-            settings.connect_timeout,
-            settings.reconnect_interval,
-        )
+        if settings is not self._configured:
+            transport.configure(
+                settings.diameter_client_host,
+                settings.diameter_client_port,
+                settings.connect_timeout,
+                settings.reconnect_interval,
+            )
+            self._configured = settings
         want = msgid & 0xFFFFFFFF
 
         def accept(frame: bytes) -> legacy.Answer | None:

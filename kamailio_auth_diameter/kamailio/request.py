@@ -1,4 +1,4 @@
-"""KSR -> the plain values the pure core works on, read once per call."""
+"""KSR -> the plain values the pure core works on, read once per call, and only those needed."""
 
 from __future__ import annotations
 
@@ -11,18 +11,26 @@ _COUNT = {proxy: f"$hdrc({name})" for proxy, name in _HEADER.items()}
 MAX_CREDENTIAL_HEADERS = 16  # more is hostile; Kamailio would parse them all, we stop here
 
 
-def read_auth_request(ksr: Any, method: str, proxy: bool) -> tuple[SipRequest, int]:
-    """The SipRequest of an authorize call and Kamailio's message id ($mi)."""
+def read_auth_request(ksr: Any, method: str, proxy: bool, realm: str) -> tuple[SipRequest, int]:
+    """The SipRequest of an authorize call and Kamailio's message id ($mi).
+
+    From and To are read only when authorize.plan will look at them: To for REGISTER
+    (the identity, and the www realm), From otherwise or for a proxy realm on REGISTER.
+    """
     pv = ksr.pv
-    name = _HEADER[proxy]
-    count = min(int(pv.get(_COUNT[proxy]) or 0), MAX_CREDENTIAL_HEADERS)
-    get_idx = ksr.hdr.get_idx
-    bodies = tuple(b for b in (get_idx(name, i) for i in range(count)) if b is not None)
+    register = method == "REGISTER"
+    count = pv.get(_COUNT[proxy]) or 0
+    bodies: tuple[str, ...] = ()
+    if count:
+        name, get_idx = _HEADER[proxy], ksr.hdr.get_idx
+        bodies = tuple(
+            b for b in (get_idx(name, i) for i in range(min(count, MAX_CREDENTIAL_HEADERS))) if b is not None
+        )
     req = SipRequest(
         method=method,
         ruri=pv.get("$ru"),
-        from_uri=pv.get("$fu"),
-        to_uri=pv.get("$tu"),
+        from_uri=pv.get("$fu") if not register or (proxy and not realm) else None,
+        to_uri=pv.get("$tu") if register else None,
         credentials=bodies,
     )
     return req, int(pv.get("$mi"))

@@ -39,41 +39,35 @@ class Credentials:
         return self.params.get("realm", "")
 
 
-_skip = re.compile(r"[ \t\r\n]*")
-_token = re.compile(r"[^ \t\r\n,]*")
+# One parameter, as Kamailio reads it: a name up to "=", LWS, then a quoted value (to the
+# next double quote) or a token (to LWS or a comma, not starting with one or a quote),
+# then anything up to the next comma, which is skipped, and the comma with LWS after it.
+# Each part stops at a character the next part needs, so a match or a failure is linear.
+_PARAM = re.compile(r'([^=]*)=[ \t\r\n]*(?:"([^"]*)"|([^ \t\r\n,"][^ \t\r\n,]*))[^,]*(,[ \t\r\n]*)?')
+_SCHEME = re.compile(r"[ \t\r\n]*([Dd][Ii][Gg][Ee][Ss][Tt])[ \t\r\n,][ \t\r\n]*")
 
 
 def parse_credentials(body: str) -> Credentials | None:
     """Parse one header body; None for a non-Digest scheme, CredentialsError if malformed."""
-    start = _skip.match(body).end()
-    if len(body) - start < 7 or body[start : start + 6].lower() != "digest" or body[start + 6] not in " \t\r\n,":
+    m = _SCHEME.match(body)
+    if m is None:
         return None
     params: dict[str, str] = {}
-    pos = _skip.match(body, start + 7).end()
+    pos, end = m.end(), len(body)
+    match = _PARAM.match
     while True:
-        eq = body.find("=", pos)
-        if eq < 0:
-            raise CredentialsError(f"parameter without '=' at offset {pos}")
-        name = body[pos:eq].rstrip(_LWS).lower()
-        v = _skip.match(body, eq + 1).end()
-        if v >= len(body):
-            raise CredentialsError(f"parameter {name!r} has no value")
-        if body[v] == '"':
-            close = body.find('"', v + 1)
-            if close < 0:
-                raise CredentialsError(f"parameter {name!r} has an unterminated quoted value")
-            value, after = body[v + 1 : close], close + 1
-        else:
-            after = _token.match(body, v).end()
-            if after == v:
-                raise CredentialsError(f"parameter {name!r} has an empty value")
-            value = body[v:after]
+        m = match(body, pos)
+        if m is None:
+            raise CredentialsError(f"malformed parameter at offset {pos}: {body[pos : pos + 30]!r}")
+        name, quoted, token, comma = m.groups()
+        name = name.rstrip(_LWS).lower()
         if name in _KNOWN:
-            params[name] = value
-        comma = body.find(",", after)
-        if comma < 0:
+            params[name] = token if quoted is None else quoted
+        if comma is None:
             return Credentials(raw=body, params=params)
-        pos = _skip.match(body, comma + 1).end()
+        pos = m.end()
+        if pos == end:
+            raise CredentialsError("trailing comma after the last parameter")
 
 
 def select_credentials(bodies: list[str], realm: str) -> Credentials | None:

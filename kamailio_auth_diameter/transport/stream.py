@@ -110,9 +110,7 @@ class StreamTransport:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack("ll", sec, usec))
             self._rcvtimeo = seconds
 
-    def exchange(
-        self, request: bytes, start: float, timeout: float, accept: Callable[[bytes], T | None]
-    ) -> T:
+    def exchange(self, request: bytes, start: float, timeout: float, accept: Callable[[bytes], T | None]) -> T:
         """Send ``request`` and return ``accept(frame)`` for the first frame it does not reject.
 
         The deadline is ``start + timeout``. ``accept`` returns None for a stale frame

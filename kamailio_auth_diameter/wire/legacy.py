@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import enum
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from ..sip.credentials import Credentials
@@ -48,7 +49,6 @@ RESULT_AUTHORIZATION_REJECTED = 5003
 RESULT_UNABLE_TO_COMPLY = 5012
 
 _HEADER = struct.Struct(">B3sB3sIII")
-_AVP_HEADER = struct.Struct(">IB3s")
 
 
 class LegacyError(ValueError):
@@ -67,11 +67,24 @@ class Result(enum.Enum):
 # --- encoding ---------------------------------------------------------------------
 
 
+_PADDING = (b"", b"\0\0\0", b"\0\0", b"\0")  # by data length mod 4
+
+
 def _avp(code: int, data: bytes, flags: int = FLAG_MANDATORY) -> bytes:
-    if not data:
+    n = len(data)
+    if not n:
         raise LegacyError(f"AVP {code} would be empty, which the dialect cannot carry")
-    length = 8 + len(data)
-    return b"".join((_AVP_HEADER.pack(code, flags, length.to_bytes(3, "big")), data, b"\0" * (-len(data) % 4)))
+    return ((code << 32) | (flags << 24) | (n + 8)).to_bytes(8, "big") + data + _PADDING[n & 3]
+
+
+def _msgid_avp(msgid: int) -> bytes:
+    """SIP-MSGID: Kamailio's per-process message id in x86-64 host order (B5), flags 0."""
+    return _MSGID_HEAD + (msgid & 0xFFFFFFFF).to_bytes(4, "little")
+
+
+_MSGID_HEAD = ((AVP_SIP_MSGID << 32) | 12).to_bytes(8, "big")
+_SERVICE_AUTH_AVP = _avp(AVP_SERVICE_TYPE, SERVICE_AUTH)
+_SERVICE_GROUP_AVP = _avp(AVP_SERVICE_TYPE, SERVICE_GROUP)
 
 
 def encode_message(avps: list[bytes], *, request: bool, hop_by_hop: int = 0, end_to_end: int = 0) -> bytes:
@@ -113,8 +126,8 @@ def encode_auth_request(ruri: SipUri, identity: SipUri, msgid: int, cred: Creden
     avps = [
         _avp(AVP_RESOURCE, c_string_buffer(ruri.user, ruri.host, ruri.port)),
         _avp(AVP_DESTINATION_REALM, identity.host.encode()),
-        _avp(AVP_SERVICE_TYPE, SERVICE_AUTH),
-        _avp(AVP_SIP_MSGID, (msgid & 0xFFFFFFFF).to_bytes(4, "little"), flags=0),
+        _SERVICE_AUTH_AVP,
+        _msgid_avp(msgid),
         _avp(AVP_USER_NAME, auth_user_name(identity, cred)),
     ]
     if cred is not None:
@@ -135,8 +148,8 @@ def encode_group_request(destination_realm: str, msgid: int, group: str, user_na
     return encode_message(
         [
             _avp(AVP_DESTINATION_REALM, destination_realm.encode()),
-            _avp(AVP_SERVICE_TYPE, SERVICE_GROUP),
-            _avp(AVP_SIP_MSGID, (msgid & 0xFFFFFFFF).to_bytes(4, "little"), flags=0),
+            _SERVICE_GROUP_AVP,
+            _msgid_avp(msgid),
             _avp(AVP_USER_GROUP, group.encode()),
             _avp(AVP_USER_NAME, user_name),
         ],
@@ -197,35 +210,44 @@ class Message:
         return found
 
 
-def decode_message(raw: bytes) -> Message:
-    """Strict decoding: every length is checked against the buffer, nothing is trusted."""
+def _check_header(raw: bytes) -> None:
     if len(raw) < HEADER_LEN:
         raise LegacyError(f"message of {len(raw)} bytes is shorter than a header")
-    version, length_b, flags, command_b, _app, hbh, e2e = _HEADER.unpack_from(raw)
-    if version != 1:
-        raise LegacyError(f"unsupported version {version}")
-    length = int.from_bytes(length_b, "big")
+    if raw[0] != 1:
+        raise LegacyError(f"unsupported version {raw[0]}")
+    length = int.from_bytes(raw[1:4], "big")
     if length != len(raw):
         raise LegacyError(f"header says {length} bytes, message has {len(raw)}")
-    avps = []
+
+
+def _avps(raw: bytes) -> Iterator[tuple[int, int, bytes]]:
+    """(code, vendor, data) of each AVP; every length is checked against the buffer."""
+    length = len(raw)
     off = HEADER_LEN
     while off < length:
         if length - off < 8:
             raise LegacyError(f"truncated AVP header at offset {off}")
-        code, avp_flags, alen_b = _AVP_HEADER.unpack_from(raw, off)
-        alen = int.from_bytes(alen_b, "big")
-        head = 12 if avp_flags & FLAG_VENDOR else 8
+        word = int.from_bytes(raw[off : off + 8], "big")
+        code, alen = word >> 32, word & 0xFFFFFF
+        head = 12 if word & (FLAG_VENDOR << 24) else 8
         if alen < head or off + alen > length:
             raise LegacyError(f"AVP {code} at offset {off} has invalid length {alen}")
         vendor = int.from_bytes(raw[off + 8 : off + 12], "big") if head == 12 else 0
-        avps.append((code, vendor, raw[off + head : off + alen]))
-        off += alen + (-alen % 4)
+        yield code, vendor, raw[off + head : off + alen]
+        off += (alen + 3) & ~3
+
+
+def decode_message(raw: bytes) -> Message:
+    """Strict decoding: every length is checked against the buffer, nothing is trusted."""
+    _check_header(raw)
+    avps = tuple(_avps(raw))
+    _, _, flags, command_b, _app, hbh, e2e = _HEADER.unpack_from(raw)
     return Message(
         is_request=bool(flags & FLAG_REQUEST),
         command=int.from_bytes(command_b, "big"),
         hop_by_hop=hbh,
         end_to_end=e2e,
-        avps=tuple(avps),
+        avps=avps,
     )
 
 
@@ -240,21 +262,34 @@ class Answer:
 
 
 def decode_answer(raw: bytes) -> Answer:
-    msg = decode_message(raw)
-    msgid = msg.first(AVP_SIP_MSGID)
+    """One pass over the AVPs, taking what the C module reads: the first SIP-MSGID,
+    Service-Type and Challenge and the last Result-Code, all with vendor 0 (§5.1)."""
+    _check_header(raw)
+    msgid = service = rc = challenge = None
+    for code, vendor, data in _avps(raw):
+        if vendor:
+            continue
+        if code == AVP_SIP_MSGID:
+            if msgid is None:
+                msgid = data
+        elif code == AVP_SERVICE_TYPE:
+            if service is None:
+                service = data
+        elif code == AVP_RESULT_CODE:
+            rc = data
+        elif code == AVP_CHALLENGE and challenge is None:
+            challenge = data
     if msgid is None or len(msgid) != 4:
         raise LegacyError("answer has no 4-byte SIP-MSGID")
-    service = msg.first(AVP_SERVICE_TYPE)
     if not service:
         raise LegacyError("answer has no Service-Type")
-    rc = msg.last(AVP_RESULT_CODE)
     if rc is not None and len(rc) != 4:
         raise LegacyError(f"Result-Code of {len(rc)} bytes")
     return Answer(
         msgid=int.from_bytes(msgid, "little"),
         service=service[:1],
         result_code=int.from_bytes(rc, "big") if rc is not None else None,
-        challenge=msg.first(AVP_CHALLENGE),
+        challenge=challenge,
     )
 
 

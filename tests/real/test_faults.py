@@ -12,6 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from kamailio_auth_diameter.kamailio.config import REFRESH_INTERVAL
 from tests.fake_diameter import FakeDiameter
 from tests.harness import EXAMPLE_CFG, Kamailio, SipClient, example_kamailio, running, sipp
 from tests.real.conftest import make_server
@@ -34,9 +35,12 @@ def kamailio(tmp_path_factory, fake) -> Iterator[Kamailio]:
     k.assert_no_crash()
 
 
-def set_cfg(k: Kamailio, name: str, value: int | str) -> None:
-    out = k.kamcmd("cfg.set", "auth_diameter", name, str(value))
-    assert "error" not in out.lower(), out
+def set_cfg(k: Kamailio, **values: int | str) -> None:
+    """cfg.set each value, then wait until the workers re-read their settings."""
+    for name, value in values.items():
+        out = k.kamcmd("cfg.set", "auth_diameter", name, str(value))
+        assert "error" not in out.lower(), out
+    time.sleep(REFRESH_INTERVAL + 0.02)
 
 
 def register(k: Kamailio, timeout: float = 5.0):
@@ -46,9 +50,7 @@ def register(k: Kamailio, timeout: float = 5.0):
 @pytest.fixture(autouse=True)
 def defaults(kamailio, fake):
     fake.mode = "challenge"
-    set_cfg(kamailio, "diameter_client_port", fake.port)
-    set_cfg(kamailio, "reconnect_interval", 0)
-    set_cfg(kamailio, "answer_timeout", 2000)
+    set_cfg(kamailio, diameter_client_port=fake.port, reconnect_interval=0, answer_timeout=2000)
     yield
     assert kamailio.alive()
     kamailio.assert_no_crash()
@@ -93,7 +95,7 @@ def test_challenge_without_crlf_gets_one(kamailio, fake):
 
 @pytest.mark.parametrize("mode", ["silent", "stale-only"])
 def test_unanswered_request_gets_500_at_the_deadline(kamailio, fake, mode):
-    set_cfg(kamailio, "answer_timeout", 700)
+    set_cfg(kamailio, answer_timeout=700)
     fake.mode = mode
     start = time.monotonic()
     reply = register(kamailio)
@@ -103,20 +105,19 @@ def test_unanswered_request_gets_500_at_the_deadline(kamailio, fake, mode):
 
 
 def test_fail_fast_after_a_timeout_then_recover(kamailio, fake):
-    set_cfg(kamailio, "answer_timeout", 500)
-    set_cfg(kamailio, "reconnect_interval", 3000)
+    set_cfg(kamailio, answer_timeout=500, reconnect_interval=3000)
     fake.mode = "silent"
     assert register(kamailio).code == 500
     fake.mode = "challenge"
     start = time.monotonic()
     assert register(kamailio).code == 500  # still marked down: answered at once
     assert time.monotonic() - start < 0.3
-    set_cfg(kamailio, "reconnect_interval", 0)
+    set_cfg(kamailio, reconnect_interval=0)
     assert register(kamailio).code == 401
 
 
 def test_invalid_run_time_change_is_refused_and_logged(kamailio):
-    set_cfg(kamailio, "diameter_client_port", 70000)  # Kamailio itself accepts any int
+    set_cfg(kamailio, diameter_client_port=70000)  # Kamailio itself accepts any int
     assert register(kamailio).code == 401
     assert "auth_diameter.diameter_client_port: 70000 is outside 1..65535" in kamailio.log()
 
