@@ -116,10 +116,44 @@ def test_non_digest_credentials_are_skipped() -> None:
 
 @pytest.mark.parametrize(
     "bad",
-    ['Digest username="alice, realm="from.org"', 'Digest username="a" realm="from.org"', "Digest username"],
+    [
+        'Digest username="alice, realm=from.org',  # the quote never closes
+        'Digest username="a", realm="from.org",',  # trailing comma
+        "Digest username",
+        "Digest ",
+        "Digest username=, realm=from.org",
+    ],
 )
 def test_malformed_credentials_is_bad_request(bad: str) -> None:
     assert authorize.plan(req(credentials=(bad,)), "", proxy=False) is outcome.BAD_REQUEST
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        'Digest username="alice, realm="from.org"',  # username is 'alice, realm=', no realm
+        'Digest username="a" realm="from.org"',  # no comma: the realm is skipped
+    ],
+)
+def test_lenient_credentials_without_realm_are_not_selected(body: str) -> None:
+    # once a 400, now parsed as Kamailio does: they carry no realm, so nothing matches
+    c = ctx(authorize.plan(req(credentials=(body,)), "", proxy=False))
+    assert c.credentials is None
+
+
+def test_lenient_credentials_are_selected_and_kept_raw() -> None:
+    body = 'Digest username="a" junk, realm="from.org" junk, nonce="n", response="r"'
+    c = ctx(authorize.plan(req(credentials=(body,)), "", proxy=False))
+    assert c.credentials is not None
+    assert c.credentials.params == {"username": "a", "realm": "from.org", "nonce": "n", "response": "r"}
+    assert c.credentials.raw == body
+
+
+def test_later_realm_parameter_decides_selection() -> None:
+    body = 'Digest username="a", realm="other.org", realm="from.org"'
+    c = ctx(authorize.plan(req(credentials=(body,)), "", proxy=False))
+    assert c.credentials is not None
+    assert c.credentials.realm == "from.org"
 
 
 def test_malformed_before_a_match_is_bad_request() -> None:
@@ -127,10 +161,40 @@ def test_malformed_before_a_match_is_bad_request() -> None:
     assert authorize.plan(r, "", proxy=False) is outcome.BAD_REQUEST
 
 
-@pytest.mark.parametrize("from_uri", [None, "", "garbage", "tel:+1234"])
+@pytest.mark.parametrize("from_uri", [None, "", "garbage", "tel:", "tel:+12 34"])
 def test_unparsable_from_while_deriving_realm_is_bad_request(from_uri: str | None) -> None:
     assert authorize.plan(req(from_uri=from_uri), "", proxy=False) is outcome.BAD_REQUEST
     assert authorize.plan(req(from_uri=from_uri), "", proxy=True) is outcome.BAD_REQUEST
+
+
+@pytest.mark.parametrize("proxy", [False, True])
+def test_tel_from_derives_an_empty_realm(proxy: bool) -> None:
+    # tel: parses with an empty host: the lookup realm is "" (no 400), no credentials
+    # with a realm match it, and the identity is the number with no host
+    r = req(from_uri="tel:+1234;phone-context=x", credentials=(cred("from.org"),))
+    c = ctx(authorize.plan(r, "", proxy=proxy))
+    assert c.identity == SipUri("+1234", "", "")
+    assert c.credentials is None
+
+
+@pytest.mark.parametrize("body", ['Digest username="a", nonce="n"', 'Digest username="a", realm=""'])
+def test_tel_from_selects_credentials_without_realm(body: str) -> None:
+    # the empty realm matches a header with no (or an empty) realm, and equals the empty host
+    c = ctx(authorize.plan(req(from_uri="tel:+1234", credentials=(body,)), "", proxy=False))
+    assert c.credentials is not None
+    assert c.credentials.username == "a"
+    assert c.identity.host == ""
+
+
+def test_tel_from_with_realm_given_and_matching_credentials_is_no_reply_error() -> None:
+    # the credentials' realm cannot equal the empty host of a tel: identity
+    r = req(from_uri="tel:+1234", credentials=(cred("from.org"),))
+    assert authorize.plan(r, "from.org", proxy=False) is outcome.NO_REPLY_ERROR
+
+
+def test_tel_to_on_www_register_derives_an_empty_realm() -> None:
+    c = ctx(authorize.plan(req(method="REGISTER", to_uri="tel:+1234"), "", proxy=False))
+    assert c.identity == SipUri("+1234", "", "")
 
 
 def test_unparsable_to_on_www_register_while_deriving_realm_is_bad_request() -> None:
@@ -146,9 +210,17 @@ def test_unparsable_from_with_realm_given_is_no_reply_error() -> None:
     assert authorize.plan(req(from_uri="garbage"), "from.org", proxy=False) is outcome.NO_REPLY_ERROR
 
 
-@pytest.mark.parametrize("ruri", [None, "", "tel:+123", "sip:bob@"])
+@pytest.mark.parametrize("ruri", [None, "", "tel:", "tel:;x=y", "sip:bob@"])
 def test_unparsable_ruri_is_no_reply_error(ruri: str | None) -> None:
     assert authorize.plan(req(ruri=ruri), "", proxy=False) is outcome.NO_REPLY_ERROR
+
+
+@pytest.mark.parametrize("ruri", ["tel:+123", "TELS:+123;phone-context=x?h=v"])
+def test_tel_ruri_parses(ruri: str) -> None:
+    c = ctx(authorize.plan(req(ruri=ruri, credentials=(cred("from.org"),)), "", proxy=False))
+    assert c.ruri == SipUri("+123", "", "")
+    assert c.identity == SipUri("alice", "from.org", "")
+    assert c.credentials is not None
 
 
 def test_bad_request_comes_before_uri_errors() -> None:

@@ -7,8 +7,20 @@ from fake_ksr import FakeKSR
 
 from kamailio_auth_diameter import settings
 from kamailio_auth_diameter.kamailio.cfgfile import UNRESOLVED, Declared
-from kamailio_auth_diameter.kamailio.config import CfgSettings
+from kamailio_auth_diameter.kamailio.config import REFRESH_INTERVAL, CfgSettings
 from kamailio_auth_diameter.settings import SettingsError
+
+
+class Clock:
+    """Each call is a new refresh interval later, unless ``step`` is changed."""
+
+    def __init__(self, step: float = REFRESH_INTERVAL) -> None:
+        self.now = 1000.0
+        self.step = step
+
+    def __call__(self) -> float:
+        self.now += self.step
+        return self.now
 
 
 def cfg_reads(ksr: FakeKSR) -> list[str]:
@@ -17,14 +29,14 @@ def cfg_reads(ksr: FakeKSR) -> list[str]:
 
 def test_nothing_declared_gives_defaults_without_reading() -> None:
     ksr = FakeKSR({"use_domain": 1})
-    cfg = CfgSettings(ksr, ())
+    cfg = CfgSettings(ksr, (), clock=Clock())
     assert cfg.refresh() == settings.parse({})
     assert cfg_reads(ksr) == []
 
 
 def test_reads_only_declared_names() -> None:
     ksr = FakeKSR({"use_domain": 1, "diameter_client_port": 4000})
-    cfg = CfgSettings(ksr, ("use_domain",))
+    cfg = CfgSettings(ksr, ("use_domain",), clock=Clock())
     s = cfg.refresh()
     assert s is not None
     assert (s.use_domain, s.diameter_client_port) == (1, 3000)
@@ -33,7 +45,7 @@ def test_reads_only_declared_names() -> None:
 
 def test_change_is_validated_and_logged_once() -> None:
     ksr = FakeKSR({"diameter_client_port": 4000})
-    cfg = CfgSettings(ksr, ("diameter_client_port",))
+    cfg = CfgSettings(ksr, ("diameter_client_port",), clock=Clock())
     first = cfg.refresh()
     assert first is not None
     assert first.diameter_client_port == 4000
@@ -49,7 +61,7 @@ def test_change_is_validated_and_logged_once() -> None:
 
 def test_invalid_change_keeps_previous_and_logs_once() -> None:
     ksr = FakeKSR({"answer_timeout": 1500})
-    cfg = CfgSettings(ksr, ("answer_timeout",))
+    cfg = CfgSettings(ksr, ("answer_timeout",), clock=Clock())
     good = cfg.refresh()
     ksr.cfg["answer_timeout"] = 0
     for _ in range(3):
@@ -64,7 +76,7 @@ def test_invalid_change_keeps_previous_and_logs_once() -> None:
 
 def test_never_valid_gives_none() -> None:
     ksr = FakeKSR({"diameter_client_host": "bad host"})
-    cfg = CfgSettings(ksr, ("diameter_client_host",))
+    cfg = CfgSettings(ksr, ("diameter_client_host",), clock=Clock())
     assert cfg.refresh() is None
     assert cfg.refresh() is None
     assert len(ksr.errors) == 1
@@ -74,9 +86,24 @@ def test_never_valid_gives_none() -> None:
     assert s.diameter_client_host == "127.0.0.1"
 
 
+def test_values_are_not_read_again_within_the_refresh_interval() -> None:
+    ksr = FakeKSR({"diameter_client_port": 4000})
+    clock = Clock(step=REFRESH_INTERVAL / 10)
+    cfg = CfgSettings(ksr, ("diameter_client_port",), clock=clock)
+    first = cfg.refresh()
+    ksr.cfg["diameter_client_port"] = 4001
+    for _ in range(5):
+        assert cfg.refresh() is first
+    assert len(cfg_reads(ksr)) == 1
+    clock.step = REFRESH_INTERVAL
+    second = cfg.refresh()
+    assert second is not None and second.diameter_client_port == 4001
+    assert len(cfg_reads(ksr)) == 2
+
+
 def test_undeclared_read_as_none_means_default() -> None:
     ksr = FakeKSR({})
-    cfg = CfgSettings(ksr, ("use_domain",))
+    cfg = CfgSettings(ksr, ("use_domain",), clock=Clock())
     assert cfg.refresh() == settings.parse({})
 
 

@@ -142,13 +142,34 @@ def test_missing_to_and_from() -> None:
 
 
 @pytest.mark.parametrize("who", ["to", "from", "request-uri"])
-@pytest.mark.parametrize("uri", ["garbage", "tel:+123", "sip:@x", ""])
+@pytest.mark.parametrize("uri", ["garbage", "tel:", "tel:+1 23", "sip:@x", ""])
 def test_unparsable_uri_is_minus_5(who: str, uri: str) -> None:
     ruri = uri if who == "request-uri" else RURI
     assert group.plan(who, uri, ruri, None, use_domain=False) == -5
 
 
-@pytest.mark.parametrize("ruri", [None, "garbage", ""])
+@pytest.mark.parametrize("ruri", [None, "garbage", "", "tel:"])
 def test_unparsable_ruri_for_destination_realm_is_minus_1(ruri: str | None) -> None:
     assert group.plan("from", "sip:alice@example.com", ruri, None, use_domain=False) == -1
     assert group.plan("credentials", None, ruri, cred("alice"), use_domain=False) == -1
+
+
+@pytest.mark.parametrize(
+    ("use_domain", "user_name"),
+    [(False, b"+123"), (True, b"+123@")],  # the empty host still gets its '@'
+)
+@pytest.mark.parametrize("who", ["to", "from"])
+def test_tel_to_and_from_give_the_number(who: str, use_domain: bool, user_name: bytes) -> None:
+    assert group.plan(who, "tel:+123;phone-context=x", RURI, None, use_domain) == GroupContext("ruri.net", user_name)
+
+
+@pytest.mark.parametrize("use_domain", [False, True])
+def test_tel_ruri_gives_the_number_and_an_empty_destination_realm(use_domain: bool) -> None:
+    # the plan succeeds; encoding the empty Destination-Realm then fails (-1, see test_plugin)
+    expected = GroupContext("", b"+123@" if use_domain else b"+123")
+    assert group.plan("request-uri", "tel:+123", "tel:+123", None, use_domain) == expected
+
+
+def test_tel_ruri_empty_destination_realm_for_every_who() -> None:
+    assert group.plan("from", "sip:alice@example.com", "tel:+123", None, use_domain=False) == GroupContext("", b"alice")
+    assert group.plan("credentials", None, "tel:+123", cred("alice"), use_domain=False) == GroupContext("", b"alice")

@@ -119,6 +119,8 @@ def test_request_header() -> None:
         ("sip:example.com", b"example.com\0\0"),
         ("sip:bob@[2001:db8::1]:5062", b"bob@[2001:db8::1]:5062"),
         ("sip:bob:pw@example.com?subject=x", b"bob@example.com\0"),
+        ("tel:+123", b"+123@\0"),  # the number as user, an empty host
+        ("tel:+4930123456;phone-context=x", b"+4930123456@\0"),
     ],
 )
 def test_resource_rows(ruri: str, resource: bytes) -> None:
@@ -140,6 +142,14 @@ def _user_name(raw: bytes) -> bytes:
     avps = walk(raw)
     assert avps[4][0] == 1
     return avps[4][2]
+
+
+@pytest.mark.parametrize("with_credentials", [False, True])
+def test_tel_identity_cannot_be_encoded(with_credentials: bool) -> None:
+    # Destination-Realm is the identity host, empty for tel:; the C module fails there too
+    c = cred('Digest username="a", nonce="n"') if with_credentials else None
+    with pytest.raises(LegacyError, match="283"):
+        auth_request(identity="tel:+123", credentials=c)
 
 
 def test_user_name_without_credentials_has_one_nul() -> None:

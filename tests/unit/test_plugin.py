@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from fake_ksr import FakeKSR, FakeLegacyServer, answer_for
 
-from kamailio_auth_diameter.kamailio import cfgfile, plugin
+from kamailio_auth_diameter.kamailio import cfgfile, config, plugin
 from kamailio_auth_diameter.kamailio.plugin import AuthDiameter
 from kamailio_auth_diameter.settings import SettingsError
 from kamailio_auth_diameter.wire import legacy
@@ -115,6 +115,12 @@ def settings_for(port: int, **extra: object) -> dict[str, object]:
     }
     values.update(extra)
     return values
+
+
+@pytest.fixture
+def every_request_rereads(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Settings are normally re-read at most every 0.1 s; these tests change them at once."""
+    monkeypatch.setattr(config, "REFRESH_INTERVAL", 0.0)
 
 
 @pytest.fixture
@@ -281,11 +287,38 @@ def test_ack_and_cancel_pass_without_traffic(
     assert server.requests == []
 
 
-def test_malformed_credentials_is_400(p: AuthDiameter, ksr: FakeKSR, server: FakeLegacyServer) -> None:
-    ksr.request(authorization=['Digest username="alice, realm="example.com"'])
+@pytest.mark.parametrize(
+    "body", ['Digest username="alice, realm=example.com', 'Digest username="alice", realm="example.com",']
+)
+def test_malformed_credentials_is_400(p: AuthDiameter, ksr: FakeKSR, server: FakeLegacyServer, body: str) -> None:
+    ksr.request(authorization=[body])
     assert p.diameter_www_authorize(None, "") == 0
     assert ksr.replies == [(400, "Bad Request")]
     assert server.requests == []
+
+
+def test_lenient_credentials_are_forwarded_byte_for_byte(
+    p: AuthDiameter, ksr: FakeKSR, script: Script, server: FakeLegacyServer
+) -> None:
+    # what Kamailio accepts the C module forwards: trailing junk after values, CR/LF
+    # inside quotes, a backslash that escapes nothing
+    script.auth = (2001, None)
+    body = 'Digest username="al\\" junk, realm="example.com"x, nonce="a\r\nb", response="r"'
+    ksr.request(authorization=[body])
+    assert p.diameter_www_authorize(None, "") == 1
+    msg = sent(server)
+    assert msg.first(401) == body.encode()
+    assert msg.first(1) == b"al\\@example.com"
+
+
+def test_credentials_without_realm_are_not_used(
+    p: AuthDiameter, ksr: FakeKSR, script: Script, server: FakeLegacyServer
+) -> None:
+    # no comma before realm: Kamailio skips it, so the header matches no realm
+    script.auth = (2001, None)
+    ksr.request(authorization=['Digest username="alice" realm="example.com"'])
+    assert p.diameter_www_authorize(None, "") == 1
+    assert [a[0] for a in sent(server).avps] == [400, 283, 404, 406, 1]
 
 
 def test_proxy_uses_proxy_authorization(
@@ -310,10 +343,56 @@ def test_unparsable_from_is_400(p: AuthDiameter, ksr: FakeKSR) -> None:
     assert ksr.replies == [(400, "Bad Request")]
 
 
-def test_unparsable_ruri_is_minus_5_no_reply(p: AuthDiameter, ksr: FakeKSR) -> None:
-    ksr.request(ruri="tel:+123")
+@pytest.mark.parametrize("ruri", ["tel:", "sip:bob@"])
+def test_unparsable_ruri_is_minus_5_no_reply(
+    p: AuthDiameter, ksr: FakeKSR, server: FakeLegacyServer, ruri: str
+) -> None:
+    ksr.request(ruri=ruri)
     assert p.diameter_www_authorize(None, "") == -5
     assert ksr.replies == []
+    assert server.requests == []
+
+
+def test_tel_ruri_is_sent_as_number_and_empty_host(p: AuthDiameter, ksr: FakeKSR, server: FakeLegacyServer) -> None:
+    # the identity (From) has a host, so the request can be built: Resource is "+123@\0"
+    ksr.request(ruri="tel:+123;phone-context=example.com")
+    assert p.diameter_www_authorize(None, "") == -5
+    assert ksr.replies == [(401, "Unauthorized")]
+    msg = sent(server)
+    assert msg.first(400) == b"+123@\0"
+    assert msg.first(283) == b"example.com"
+
+
+@pytest.mark.parametrize(
+    ("realm", "authorization"),
+    [
+        ("", None),
+        ("", ['Digest username="alice", nonce="n", response="r"']),  # no realm: matches ""
+        ("example.com", None),
+    ],
+)
+def test_tel_from_cannot_be_encoded_is_500(
+    p: AuthDiameter, ksr: FakeKSR, server: FakeLegacyServer, realm: str, authorization: list[str] | None
+) -> None:
+    # the realm derived from tel: is "" (no 400); the empty From host cannot be sent as
+    # Destination-Realm, so the request is never built
+    ksr.request(fu="tel:+123", authorization=authorization)
+    assert p.diameter_www_authorize(None, realm) == -5
+    assert ksr.replies == [(500, "Server Internal Error")]
+    assert server.requests == []
+    assert any("cannot build the request" in e for e in ksr.errors)
+
+
+def test_tel_from_with_matching_credentials_is_minus_5_no_reply(
+    p: AuthDiameter, ksr: FakeKSR, server: FakeLegacyServer
+) -> None:
+    # the credentials' realm can never equal the empty host of a tel: From
+    ksr.request(fu="tel:+123", authorization=[cred()], proxy_authorization=[cred()])
+    assert p.diameter_www_authorize(None, "example.com") == -5
+    assert ksr.replies == []
+    assert p.diameter_proxy_authorize(None, "example.com") == -5
+    assert ksr.replies == []
+    assert server.requests == []
 
 
 def test_register_uses_to(p: AuthDiameter, ksr: FakeKSR, server: FakeLegacyServer) -> None:
@@ -441,6 +520,36 @@ def test_is_user_in_missing_headers(p: AuthDiameter, ksr: FakeKSR) -> None:
     assert p.diameter_is_user_in(None, "From,g") == -5
 
 
+def test_is_user_in_tel_from_and_to(p: AuthDiameter, ksr: FakeKSR, script: Script, server: FakeLegacyServer) -> None:
+    script.members = {(b"+123", b"g")}
+    ksr.request(ruri="sip:carl@ruri.net", fu="tel:+123;phone-context=x", tu="tel:+456")
+    assert p.diameter_is_user_in(None, "From,g") == 1
+    assert sent(server).first(1) == b"+123"
+    assert sent(server).first(283) == b"ruri.net"
+    assert p.diameter_is_user_in(None, "To,g") == -1
+    assert sent(server).first(1) == b"+456"
+    ksr.request(fu="tel:")
+    count = len(server.requests)
+    assert p.diameter_is_user_in(None, "From,g") == -5
+    assert len(server.requests) == count
+
+
+@pytest.mark.parametrize("who", ["Request-URI", "From", "To", "Credentials"])
+def test_is_user_in_tel_ruri_is_minus_1(
+    p: AuthDiameter, ksr: FakeKSR, script: Script, server: FakeLegacyServer, who: str
+) -> None:
+    # Destination-Realm is the R-URI host, empty for tel:, so no request can be built
+    script.auth = (2001, None)
+    script.members = {(b"+123", b"g"), (b"alice", b"g"), (b"bob", b"g")}
+    ksr.request(ruri="sip:bob@example.com", authorization=[cred()])
+    assert p.diameter_www_authorize(None, "") == 1
+    ksr.pvs["$ru"] = "tel:+123"  # the script rewrote the R-URI
+    count = len(server.requests)
+    assert p.diameter_is_user_in(None, f"{who},g") == -1
+    assert len(server.requests) == count
+    assert any("diameter_is_user_in: cannot build the request" in e for e in ksr.errors)
+
+
 @pytest.mark.parametrize("param", ["", "Contact,voicemail", "From", "From,", None])
 def test_bad_param_is_minus_1_with_error(
     p: AuthDiameter, ksr: FakeKSR, server: FakeLegacyServer, param: str | None
@@ -462,6 +571,7 @@ def test_use_domain(make: Make, ksr: FakeKSR, script: Script, server: FakeLegacy
 # --- settings at run time ----------------------------------------------------------
 
 
+@pytest.mark.usefixtures("every_request_rereads")
 def test_run_time_change_is_picked_up(p: AuthDiameter, ksr: FakeKSR, script: Script, server: FakeLegacyServer) -> None:
     assert p.diameter_www_authorize(None, "") == -5
     with FakeLegacyServer(script) as other:
@@ -482,6 +592,7 @@ def test_use_domain_change_at_run_time(p: AuthDiameter, ksr: FakeKSR, server: Fa
     assert ("pv.get", "$sel(cfg_get.auth_diameter.use_domain)") not in ksr.calls
 
 
+@pytest.mark.usefixtures("every_request_rereads")
 def test_declared_use_domain_change_at_run_time(make: Make, ksr: FakeKSR, server: FakeLegacyServer) -> None:
     p = make(ksr, settings_for(server.port, use_domain=0))
     p.diameter_is_user_in(None, "From,g")
@@ -491,6 +602,7 @@ def test_declared_use_domain_change_at_run_time(make: Make, ksr: FakeKSR, server
     assert sent(server).first(1) == b"alice@example.com"
 
 
+@pytest.mark.usefixtures("every_request_rereads")
 def test_invalid_run_time_change_logged_once_and_previous_kept(
     p: AuthDiameter, ksr: FakeKSR, server: FakeLegacyServer
 ) -> None:

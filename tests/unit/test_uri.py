@@ -70,7 +70,6 @@ def test_phone_number_user() -> None:
     [
         None,
         "",
-        "tel:+4930123456",
         "mailto:bob@example.com",
         "http://example.com/",
         "bob@example.com",
@@ -117,6 +116,45 @@ def test_unparsable_uris(text: str | None) -> None:
     ],
 )
 def test_bad_ports(text: str) -> None:
+    with pytest.raises(UriError):
+        parse_uri(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # Kamailio reads tel:/tels: as the number in the user part and an empty host
+        ("tel:+4930123456", SipUri("+4930123456", "", "")),
+        ("TEL:+4930123456", SipUri("+4930123456", "", "")),
+        ("tels:+1-202-555-0100", SipUri("+1-202-555-0100", "", "")),
+        ("tel:7042;phone-context=example.com", SipUri("7042", "", "")),
+        ("tel:+123?subject=hi", SipUri("+123", "", "")),
+        ("tel:+123;ext=1?subject=hi", SipUri("+123", "", "")),
+        ("tel:+123?a=b;c=d", SipUri("+123", "", "")),
+        ("tel:123@host.com:5060", SipUri("123@host.com:5060", "", "")),  # no host splitting
+    ],
+)
+def test_tel_uris(text: str, expected: SipUri) -> None:
+    assert parse_uri(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "tel:",
+        "tels:",
+        "tel:;phone-context=x",
+        "tel:?x=y",
+        "tel:+1 234",
+        "tel: +1234",
+        "tel:+12\t34",
+        "tel:+1234\r\nX-Injected: 1",
+        "tel:+12\x0034",
+        "telx:+1234",
+        "tel+1234",
+    ],
+)
+def test_bad_tel_uris(text: str) -> None:
     with pytest.raises(UriError):
         parse_uri(text)
 
