@@ -132,6 +132,7 @@ class Kamailio:
     defines: dict[str, str] = field(default_factory=dict)
     sip_port: int = field(default_factory=free_port)
     memory: str = ""  # e.g. "tlsf" for benchmarks (-x)
+    extra_args: tuple[str, ...] = ()  # more command-line options, e.g. ("-M", "64")
     env: dict[str, str] = field(default_factory=dict)
     proc: subprocess.Popen | None = None
 
@@ -170,6 +171,7 @@ class Kamailio:
         ]
         if self.memory:
             cmd += ["-x", self.memory]
+        cmd += self.extra_args
         for name, value in defines.items():
             cmd += ["-A", f"{name}={value}"]
         log = open(self.log_path, "ab")
