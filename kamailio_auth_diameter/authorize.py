@@ -7,13 +7,22 @@ take an ``AuthContext`` from here; the adapter turns the ``Outcome`` into a repl
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 
 from . import outcome
 from .outcome import Outcome
 from .sip.credentials import Credentials, CredentialsError, select_credentials
 from .sip.uri import SipUri, UriError, parse_uri
-from .wire.legacy import Result
+
+
+class Result(enum.Enum):
+    """The server's verdict on an authorize request, whatever the wire format."""
+
+    AUTHORIZED = "authorized"
+    CHALLENGE = "challenge"
+    NOT_AUTHORIZED = "not-authorized"
+    SERVER_ERROR = "server-error"
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +61,7 @@ def plan(req: SipRequest, realm: str, proxy: bool) -> AuthContext | Outcome:
         except UriError:
             return outcome.BAD_REQUEST
     try:
-        cred = select_credentials(list(req.credentials), realm)
+        cred = select_credentials(req.credentials, realm)
     except CredentialsError:
         return outcome.BAD_REQUEST
     try:

@@ -95,13 +95,13 @@ class AuthDiameter:
         if answer is None:
             return outcome.SERVER_ERROR
         result = legacy.auth_result(answer)
-        if result is legacy.Result.SERVER_ERROR:
+        if result is authorize.Result.SERVER_ERROR:
             code = answer.result_code
             self._error(
                 f"authorize: server answered Result-Code {code}" if code else "authorize: answer without Result-Code"
             )
         decided = authorize.result_outcome(result, answer.challenge, proxy)
-        if decided is outcome.SERVER_ERROR and result is legacy.Result.CHALLENGE:
+        if decided is outcome.SERVER_ERROR and result is authorize.Result.CHALLENGE:
             self._error("authorize: refused a challenge that is empty, not UTF-8 or has CR/LF/NUL inside")
         if decided is outcome.PASS and plan.credentials is not None:
             if self._authorized_msgid != msgid:

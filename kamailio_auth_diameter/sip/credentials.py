@@ -14,6 +14,7 @@ includes a trailing comma and "Digest " with nothing after it. Every step is a
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 _LWS = " \t\r\n"
@@ -70,7 +71,7 @@ def parse_credentials(body: str) -> Credentials | None:
             raise CredentialsError("trailing comma after the last parameter")
 
 
-def select_credentials(bodies: list[str], realm: str) -> Credentials | None:
+def select_credentials(bodies: Iterable[str], realm: str) -> Credentials | None:
     """The first Digest credentials whose realm equals ``realm`` (case-insensitive).
 
     Every Digest header before the match is parsed too, so a malformed one raises

@@ -11,11 +11,11 @@ server decodes requests and encodes answers.
 
 from __future__ import annotations
 
-import enum
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from ..authorize import Result
 from ..sip.credentials import Credentials
 from ..sip.uri import SipUri
 from .framing import HEADER_LEN
@@ -53,15 +53,6 @@ _HEADER = struct.Struct(">B3sB3sIII")
 
 class LegacyError(ValueError):
     """A request cannot be built or a message cannot be decoded."""
-
-
-class Result(enum.Enum):
-    """What an answer to a service '6' request means (C module §5.2)."""
-
-    AUTHORIZED = "authorized"
-    CHALLENGE = "challenge"
-    NOT_AUTHORIZED = "not-authorized"
-    SERVER_ERROR = "server-error"
 
 
 # --- encoding ---------------------------------------------------------------------

@@ -5,9 +5,8 @@ from __future__ import annotations
 import pytest
 
 from kamailio_auth_diameter import authorize, outcome
-from kamailio_auth_diameter.authorize import AuthContext, SipRequest
+from kamailio_auth_diameter.authorize import AuthContext, Result, SipRequest
 from kamailio_auth_diameter.sip.uri import SipUri
-from kamailio_auth_diameter.wire.legacy import Result
 
 
 def cred(realm: str, user: str = "alice") -> str:

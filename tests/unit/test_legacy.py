@@ -7,10 +7,11 @@ import struct
 
 import pytest
 
+from kamailio_auth_diameter.authorize import Result
 from kamailio_auth_diameter.sip.credentials import Credentials, parse_credentials
 from kamailio_auth_diameter.sip.uri import parse_uri
 from kamailio_auth_diameter.wire import legacy
-from kamailio_auth_diameter.wire.legacy import Answer, LegacyError, Result
+from kamailio_auth_diameter.wire.legacy import Answer, LegacyError
 
 # §4.5: INVITE, R-URI sip:bob@example.com:5080, From sip:alice@example.com, no credentials, msg->id 1.
 WORKED_EXAMPLE = bytes.fromhex(
