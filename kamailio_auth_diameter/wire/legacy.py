@@ -14,6 +14,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import lru_cache
 
 from ..authorize import Result
 from ..sip.credentials import Credentials
@@ -49,6 +50,7 @@ RESULT_AUTHORIZATION_REJECTED = 5003
 RESULT_UNABLE_TO_COMPLY = 5012
 
 _HEADER = struct.Struct(">B3sB3sIII")
+_AVP_WORDS = struct.Struct(">II")  # code, then flags and length
 
 
 class LegacyError(ValueError):
@@ -80,14 +82,18 @@ _SERVICE_GROUP_AVP = _avp(AVP_SERVICE_TYPE, SERVICE_GROUP)
 
 def encode_message(avps: list[bytes], *, request: bool, hop_by_hop: int = 0, end_to_end: int = 0) -> bytes:
     body = b"".join(avps)
-    length = HEADER_LEN + len(body)
-    flags = FLAG_REQUEST if request else 0
-    header = _HEADER.pack(
-        1, length.to_bytes(3, "big"), flags, CMD_AA.to_bytes(3, "big"), APP_NASREQ, hop_by_hop, end_to_end
-    )
-    return header + body
+    head = _REQUEST_HEAD if request else _ANSWER_HEAD
+    ids = b"\0" * 8 if not (hop_by_hop or end_to_end) else _IDS.pack(hop_by_hop, end_to_end)
+    return b"\x01" + (HEADER_LEN + len(body)).to_bytes(3, "big") + head + ids + body
 
 
+# the header after version and length: flags, command, application (§4.1)
+_REQUEST_HEAD = bytes([FLAG_REQUEST]) + CMD_AA.to_bytes(3, "big") + APP_NASREQ.to_bytes(4, "big")
+_ANSWER_HEAD = b"\0" + CMD_AA.to_bytes(3, "big") + APP_NASREQ.to_bytes(4, "big")
+_IDS = struct.Struct(">II")
+
+
+@lru_cache(maxsize=4096)  # the same URIs come back request after request
 def c_string_buffer(user: str, host: str, port: str) -> bytes:
     """The C module's zero-filled ``user@host:port`` buffer of length user+host+port+2.
 
@@ -218,9 +224,9 @@ def _avps(raw: bytes) -> Iterator[tuple[int, int, bytes]]:
     while off < length:
         if length - off < 8:
             raise LegacyError(f"truncated AVP header at offset {off}")
-        word = int.from_bytes(raw[off : off + 8], "big")
-        code, alen = word >> 32, word & 0xFFFFFF
-        head = 12 if word & (FLAG_VENDOR << 24) else 8
+        code, flags_len = _AVP_WORDS.unpack_from(raw, off)
+        alen = flags_len & 0xFFFFFF
+        head = 12 if flags_len & (FLAG_VENDOR << 24) else 8
         if alen < head or off + alen > length:
             raise LegacyError(f"AVP {code} at offset {off} has invalid length {alen}")
         vendor = int.from_bytes(raw[off + 8 : off + 12], "big") if head == 12 else 0
