@@ -82,6 +82,7 @@ class ReferenceServer:
     log_path: Path
     port: int = field(default_factory=free_port)
     extra: tuple[str, ...] = ()
+    diameter_port: int | None = None  # also serve RFC 6733 / RFC 4740 here (--diameter-listen)
     proc: subprocess.Popen | None = None
 
     def add_user(self, username: str, realm: str, password: str) -> None:
@@ -104,6 +105,7 @@ class ReferenceServer:
                 str(self.db),
                 "--legacy-listen",
                 f"127.0.0.1:{self.port}",
+                *(() if self.diameter_port is None else ("--diameter-listen", f"127.0.0.1:{self.diameter_port}")),
                 *self.extra,
             ],
             cwd=ROOT,
@@ -112,6 +114,8 @@ class ReferenceServer:
         )
         log.close()
         wait_tcp(self.port)
+        if self.diameter_port is not None:
+            wait_tcp(self.diameter_port)
         return self
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
@@ -408,4 +412,3 @@ def running(*things: ReferenceServer | Kamailio) -> Iterator[None]:
     finally:
         for t in reversed(started):
             t.stop()
-

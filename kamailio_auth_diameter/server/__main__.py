@@ -1,6 +1,7 @@
 """``python3 -m kamailio_auth_diameter.server``: serve, and manage users and groups.
 
-serve --db FILE [--legacy-listen HOST:PORT] [--allow CIDR ...] [--processes N]
+serve --db FILE [--legacy-listen HOST:PORT] [--diameter-listen HOST:PORT] [--peers any|HOST,HOST]
+      [--allow CIDR ...] [--processes N]
 user add|del|list --db FILE ...      group add|del|list --db FILE ...
 """
 
@@ -16,7 +17,8 @@ import sys
 
 from ..nonce import NonceFactory
 from .app import LOOPBACK, Identity, LegacyServer, bind, serve
-from .auth import LegacyAuthority
+from .auth import LegacyAuthority, SipAuthority
+from .diameter import DiameterResponder, parse_peers, serve_diameter
 from .store import SqliteStore, StoreError
 
 log = logging.getLogger("kamailio_auth_diameter.server")
@@ -39,6 +41,13 @@ def _network(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network | None:
         raise argparse.ArgumentTypeError(f"{text!r} is not an address or CIDR network") from None
 
 
+def _peers(text: str) -> frozenset[str] | None:
+    try:
+        return parse_peers(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python3 -m kamailio_auth_diameter.server",
@@ -55,6 +64,19 @@ def _parser() -> argparse.ArgumentParser:
         default=("127.0.0.1", 3000),
         metavar="HOST:PORT",
         help="where Kamailio's auth_diameter (or our plugin in legacy mode) connects (default 127.0.0.1:3000)",
+    )
+    s.add_argument(
+        "--diameter-listen",
+        type=_hostport,
+        metavar="HOST:PORT",
+        help="also answer RFC 6733 peers with the RFC 4740 SIP application here (standard port 3868; default: off)",
+    )
+    s.add_argument(
+        "--peers",
+        type=_peers,
+        default=None,
+        metavar="any|HOST,HOST",
+        help="Origin-Hosts whose CER is accepted on --diameter-listen; others get 3010 (default any)",
     )
     s.add_argument(
         "--allow",
@@ -126,19 +148,30 @@ def _run_process(args: argparse.Namespace, reuse_port: bool) -> None:
     store = SqliteStore(args.db)
     nonces = NonceFactory(store.nonce_secret(), lifetime=args.nonce_lifetime)
     allow = [] if args.allow and None in args.allow else list(args.allow or LOOPBACK)
-    server = LegacyServer(LegacyAuthority(store, nonces), Identity(args.origin_host, args.origin_realm), allow)
+    identity = Identity(args.origin_host, args.origin_realm)
+    server = LegacyServer(LegacyAuthority(store, nonces), identity, allow)
     sock = bind(*args.legacy_listen, reuse_port=reuse_port)
     log.info("legacy listener on %s:%d (pid %d, db %s)", *args.legacy_listen, os.getpid(), args.db)
+    responder = None
+    if args.diameter_listen:
+        responder = DiameterResponder(SipAuthority(store, nonces), identity, args.peers)
+        diameter_sock = bind(*args.diameter_listen, reuse_port=reuse_port)
+        log.info("Diameter (RFC 6733, RFC 4740) listener on %s:%d as %s", *args.diameter_listen, args.origin_host)
 
     async def main() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        await serve(server, sock, stop)
+        tasks = [serve(server, sock, stop)]
+        if responder is not None:
+            tasks.append(serve_diameter(responder, diameter_sock, allow, stop))
+        await asyncio.gather(*tasks)
 
     asyncio.run(main())
-    log.info("stopped: %s", server.stats)
+    log.info("stopped: legacy %s", server.stats)
+    if responder is not None:
+        log.info("stopped: Diameter %s", responder.stats)
 
 
 def _serve(args: argparse.Namespace) -> int:

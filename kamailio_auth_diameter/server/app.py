@@ -17,6 +17,7 @@ import socket
 from dataclasses import dataclass, field
 
 from ..wire import legacy
+from ..wire.base import Identity
 from ..wire.framing import Framer, FramingError
 from .auth import LegacyAuthority
 
@@ -25,18 +26,25 @@ log = logging.getLogger("kamailio_auth_diameter.server")
 LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
 
 
+def address_allowed(address: str, allow: list) -> bool:
+    """Whether a client address is in ``--allow`` (an empty list allows everyone); shared by both listeners."""
+    if not allow:
+        return True
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return False
+    if ip.version == 6 and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return any(ip in net for net in allow)
+
+
 @dataclass
 class ServerStats:
     connections: int = 0
     refused: int = 0
     requests: int = 0
     by_result: dict[int, int] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Identity:
-    origin_host: str
-    origin_realm: str
 
 
 class LegacyProtocol(asyncio.Protocol):
@@ -96,15 +104,7 @@ class LegacyServer:
         self.stats = ServerStats()
 
     def allowed(self, address: str) -> bool:
-        if not self._allow:
-            return True
-        try:
-            ip = ipaddress.ip_address(address.split("%", 1)[0])
-        except ValueError:
-            return False
-        if ip.version == 6 and ip.ipv4_mapped is not None:
-            ip = ip.ipv4_mapped
-        return any(ip in net for net in self._allow)
+        return address_allowed(address, self._allow)
 
     def answer(self, raw: bytes) -> bytes:
         """The answer to one request; LegacyError if it cannot be answered at all."""

@@ -81,6 +81,20 @@ class SqliteStore:
     def in_group(self, name: str, group: str) -> bool:
         return self._db.execute("SELECT 1 FROM groups WHERE name = ? AND grp = ?", (name, group)).fetchone() is not None
 
+    def user_groups(self, name: str) -> list[str] | None:
+        """The groups of a member named as in the groups table (``alice`` or
+        ``alice@example.com``), sorted; None if the name is neither a group member nor
+        a user (``alice`` in any realm, ``alice@example.com`` in that realm)."""
+        groups = [g for (g,) in self._db.execute("SELECT grp FROM groups WHERE name = ? ORDER BY grp", (name,))]
+        if groups:
+            return groups
+        user, at, realm = name.partition("@")
+        if at:
+            row = self._db.execute("SELECT 1 FROM users WHERE username = ? AND realm = ?", (user, realm)).fetchone()
+        else:
+            row = self._db.execute("SELECT 1 FROM users WHERE username = ?", (user,)).fetchone()
+        return [] if row else None
+
     # --- management -----------------------------------------------------------------
 
     def add_user(self, username: str, realm: str, password: str) -> None:

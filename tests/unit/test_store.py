@@ -121,6 +121,22 @@ def test_groups(store: SqliteStore) -> None:
         store.delete_group("alice", "voicemail")
 
 
+def test_user_groups_for_the_group_check(store: SqliteStore) -> None:
+    store.add_user("alice", "example.com", PASSWORD)
+    store.add_user("bob", "example.com", PASSWORD)
+    store.add_group("alice", "voicemail")
+    store.add_group("alice", "admins")
+    store.add_group("alice@example.com", "intl")
+    store.add_group("example.com", "domain-wide")  # use_domain without a user part
+    assert store.user_groups("alice") == ["admins", "voicemail"]
+    assert store.user_groups("alice@example.com") == ["intl"]
+    assert store.user_groups("example.com") == ["domain-wide"]
+    assert store.user_groups("bob") == []
+    assert store.user_groups("bob@example.com") == []
+    assert store.user_groups("bob@other.org") is None
+    assert store.user_groups("mallory") is None
+
+
 @pytest.mark.parametrize(("name", "grp"), [("", "g"), ("a", ""), (" a", "g"), ("a", "g\n"), ('a"', "g"), ("a\0", "g")])
 def test_bad_group_names_rejected(store: SqliteStore, name: str, grp: str) -> None:
     with pytest.raises(StoreError):

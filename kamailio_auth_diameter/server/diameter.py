@@ -1,0 +1,289 @@
+"""The RFC 6733 responder peer with the RFC 4740 SIP application (``--diameter-listen``).
+
+:class:`PeerSession` is the pure per-connection state machine (bytes of one message
+in, bytes to send and whether to close out); :class:`DiameterProtocol` and
+:func:`serve_diameter` are the thin asyncio shell around it.
+
+The server never initiates a connection: it is a pure responder. The election of
+RFC 6733 §5.6.4 only arbitrates between two connections that two peers opened to
+each other at the same time, so it never happens here. Several connections from
+one Origin-Host (one per Kamailio worker) are all accepted, and every answer goes
+back on the connection its request came in on.
+
+Per connection: the first message must be a CER (anything else closes it). A CER
+from an Origin-Host outside ``--peers`` gets CEA 3010, one that names neither
+application 6 nor the relay application gets 5010, one that demands TLS in-band
+gets 5017; each is closed after its CEA. Then DWR -> DWA; DPR -> DPA and close;
+MAR and SAR -> :class:`~.auth.SipAuthority`. A command we do not serve gets 3001,
+an application other than 0 and 6 3007, a request with the E bit 3008, an unknown
+AVP with the M bit 5001, a missing one 5005. Bytes that are not a well-formed
+message close the connection (§5.1). On shutdown every open peer gets a DPR
+(REBOOTING) and a moment to answer it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import socket
+import time
+from dataclasses import dataclass
+
+from diameter.message import Message
+from diameter.message.avp import Avp
+
+from ..wire import base, sip_app
+from ..wire.base import Capabilities, Identity, RequestError
+from ..wire.framing import Framer, FramingError
+from .app import ServerStats, address_allowed
+from .auth import SipAuthority
+
+log = logging.getLogger("kamailio_auth_diameter.server")
+
+PRODUCT_NAME = "kamailio_auth_diameter"
+DPR_GRACE = 2.0  # seconds the peers get to answer our DPR at shutdown
+
+
+def parse_peers(text: str) -> frozenset[str] | None:
+    """``--peers``: "any" (None) or comma-separated Origin-Hosts, compared case-insensitively."""
+    if text.strip().lower() == "any":
+        return None
+    hosts = frozenset(h.strip().lower() for h in text.split(",") if h.strip())
+    if not hosts:
+        raise ValueError(f"--peers {text!r} names no host")
+    return hosts
+
+
+class PeerState(enum.Enum):
+    WAIT_CER = "wait-cer"
+    OPEN = "open"  # R-Open
+    CLOSING = "closing"  # we sent DPR
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    data: bytes = b""
+    close: bool = False
+
+
+class DiameterResponder:
+    """What every connection of one server process shares: identity, policy, decisions, counters."""
+
+    def __init__(
+        self,
+        authority: SipAuthority,
+        identity: Identity,
+        peers: frozenset[str] | None,
+        origin_state_id: int | None = None,
+    ) -> None:
+        self.authority = authority
+        self.identity = identity
+        self.peers = peers
+        # Origin-State-Id must grow with every restart (RFC 6733 §8.16): the start time does.
+        self.origin_state_id = int(time.time()) & 0xFFFFFFFF if origin_state_id is None else origin_state_id
+        self.end_to_end = base.EndToEnd()
+        self.stats = ServerStats()
+
+    def capabilities(self, local_address: str) -> Capabilities:
+        return Capabilities(
+            identity=self.identity,
+            host_ip_addresses=(local_address,),
+            auth_application_ids=(sip_app.APP_SIP,),
+            product_name=PRODUCT_NAME,
+            origin_state_id=self.origin_state_id,
+        )
+
+
+class PeerSession:
+    """One connection's peer state machine, responder side; no I/O."""
+
+    def __init__(self, responder: DiameterResponder, local_address: str, remote: str = "?") -> None:
+        self._r = responder
+        self._caps = responder.capabilities(local_address)
+        self._hop_by_hop = base.HopByHop()
+        self.remote = remote
+        self.state = PeerState.WAIT_CER
+        self.peer_host: str | None = None
+
+    def receive(self, raw: bytes) -> Reply:
+        try:
+            msg = base.decode(raw, sip_app.GROUPED)
+        except base.DecodeError as exc:
+            log.warning("closing Diameter connection from %s: %s", self.remote, exc)
+            return Reply(close=True)
+        h = msg.header
+        if h.is_request and h.command_code == base.CMD_CAPABILITIES_EXCHANGE:
+            return self._capabilities_exchange(msg)  # also in R-Open, which answers a repeated CER
+        if self.state is PeerState.WAIT_CER:
+            log.warning("closing Diameter connection from %s: command %d before CER", self.remote, h.command_code)
+            return Reply(close=True)
+        if not h.is_request:
+            # We only ever send a DPR; its DPA ends the connection. Any other answer
+            # cannot match a request of ours and is discarded (RFC 6733 §6.2.1).
+            return Reply(close=h.command_code == base.CMD_DISCONNECT_PEER and self.state is PeerState.CLOSING)
+        if h.command_flags & base.FLAG_ERROR:
+            return self._error(msg, RequestError(base.RESULT_INVALID_HDR_BITS, "E bit set in a request"))
+        if h.application_id == base.APP_COMMON:
+            if h.command_code == base.CMD_DEVICE_WATCHDOG:
+                return Reply(base.encode_dwa(msg, self._r.identity, self._r.origin_state_id))
+            if h.command_code == base.CMD_DISCONNECT_PEER:
+                log.debug("DPR from %s (%s)", self.peer_host, self.remote)
+                return Reply(base.encode_dpa(msg, self._r.identity), close=True)
+        elif h.application_id == sip_app.APP_SIP:
+            if h.command_code in (sip_app.CMD_MULTIMEDIA_AUTH, sip_app.CMD_SERVER_ASSIGNMENT):
+                return self._sip(msg)
+        else:
+            return self._error(
+                msg, RequestError(base.RESULT_APPLICATION_UNSUPPORTED, f"application {h.application_id} is not served")
+            )
+        return self._error(
+            msg,
+            RequestError(
+                base.RESULT_COMMAND_UNSUPPORTED,
+                f"command {h.command_code} is not served in application {h.application_id}",
+            ),
+        )
+
+    def disconnect(self) -> bytes | None:
+        """A DPR (REBOOTING) for an open peer, at shutdown; None if there is nobody to tell."""
+        if self.state is not PeerState.OPEN:
+            return None
+        self.state = PeerState.CLOSING
+        return base.encode_dpr(self._r.identity, base.DISCONNECT_REBOOTING, self._hop_by_hop(), self._r.end_to_end())
+
+    def _count(self, result_code: int) -> None:
+        stats = self._r.stats
+        stats.requests += 1
+        stats.by_result[result_code] = stats.by_result.get(result_code, 0) + 1
+
+    def _error(self, msg: Message, error: RequestError) -> Reply:
+        self._count(error.result_code)
+        log.debug("%s from %s: %d (%s)", msg.header.command_code, self.remote, error.result_code, error)
+        body = sip_app.session_avps() if msg.header.application_id == sip_app.APP_SIP else []
+        return Reply(base.encode_error(msg, self._r.identity, error, body))
+
+    def _capabilities_exchange(self, msg: Message) -> Reply:
+        def refuse(code: int, why: str, failed: Avp | None = None) -> Reply:
+            log.warning("refused CER from %s: %s", self.remote, why)
+            return Reply(base.encode_cea(msg, self._caps, code, why, failed), close=True)
+
+        try:
+            unknown = base.unknown_mandatory(msg.avps, base.RECOGNISED, base.GROUPED)
+            if unknown is not None:
+                return refuse(base.RESULT_AVP_UNSUPPORTED, f"unknown mandatory AVP {unknown.code}", unknown)
+            peer = base.decode_capabilities(msg)
+        except RequestError as exc:
+            return refuse(exc.result_code, str(exc), exc.failed_avp)
+        host = peer.identity.origin_host
+        if self._r.peers is not None and host.lower() not in self._r.peers:
+            return refuse(base.RESULT_UNKNOWN_PEER, f"Origin-Host {host!r} is not in --peers")
+        if not {sip_app.APP_SIP, base.APP_RELAY} & peer.applications:
+            return refuse(base.RESULT_NO_COMMON_APPLICATION, f"no common application in {sorted(peer.applications)}")
+        if peer.inband_security_ids and 0 not in peer.inband_security_ids:
+            return refuse(base.RESULT_NO_COMMON_SECURITY, "in-band TLS is not offered")
+        self.state = PeerState.OPEN
+        self.peer_host = host
+        self._r.stats.connections += 1
+        log.debug("CER from %s (%s) accepted", host, self.remote)
+        return Reply(base.encode_cea(msg, self._caps, base.RESULT_SUCCESS))
+
+    def _sip(self, msg: Message) -> Reply:
+        identity, authority = self._r.identity, self._r.authority
+        try:
+            unknown = base.unknown_mandatory(msg.avps, sip_app.RECOGNISED, sip_app.GROUPED)
+            if unknown is not None:
+                raise RequestError(base.RESULT_AVP_UNSUPPORTED, f"unknown mandatory AVP {unknown.code}", unknown)
+            if msg.header.command_code == sip_app.CMD_MULTIMEDIA_AUTH:
+                maa = authority.multimedia_auth(sip_app.decode_mar(msg))
+                code, data = maa.result_code, sip_app.encode_maa(msg, identity, maa)
+            else:
+                saa = authority.server_assignment(sip_app.decode_sar(msg))
+                code, data = saa.result_code, sip_app.encode_saa(msg, identity, saa)
+        except RequestError as exc:
+            return self._error(msg, exc)
+        self._count(code)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("command %d from %s -> %d", msg.header.command_code, self.peer_host, code)
+        return Reply(data)
+
+
+class DiameterProtocol(asyncio.Protocol):
+    """The asyncio shell around one PeerSession."""
+
+    def __init__(self, responder: DiameterResponder, allow: list, sessions: set[DiameterProtocol]) -> None:
+        self._responder = responder
+        self._allow = allow
+        self._sessions = sessions
+        self._framer = Framer()
+        self._transport: asyncio.Transport | None = None
+        self.session: PeerSession | None = None
+        self.closed = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        peer = transport.get_extra_info("peername")
+        remote = f"{peer[0]}:{peer[1]}" if peer else "?"
+        if not address_allowed(peer[0] if peer else "", self._allow):
+            self._responder.stats.refused += 1
+            log.warning("refused Diameter connection from %s (not in --allow)", remote)
+            transport.abort()
+            return
+        self._transport = transport
+        local = transport.get_extra_info("sockname")
+        self.session = PeerSession(self._responder, local[0] if local else "127.0.0.1", remote)
+        self._sessions.add(self)
+
+    def data_received(self, data: bytes) -> None:
+        if self.session is None or self._transport is None:
+            return
+        self._framer.feed(data)
+        out = []
+        close = False
+        try:
+            while not close and (raw := self._framer.next_message()) is not None:
+                reply = self.session.receive(raw)
+                out.append(reply.data)
+                close = reply.close
+        except FramingError as exc:
+            log.warning("closing Diameter connection from %s: %s", self.session.remote, exc)
+            close = True
+        self._transport.write(b"".join(out))
+        if close:
+            self._transport.close()
+
+    def send_disconnect(self) -> None:
+        dpr = self.session.disconnect() if self.session is not None else None
+        if dpr is not None and self._transport is not None:
+            self._transport.write(dpr)
+        elif self._transport is not None:
+            self._transport.close()
+
+    def abort(self) -> None:
+        if self._transport is not None:
+            self._transport.abort()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._transport = None
+        self._sessions.discard(self)
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+
+async def serve_diameter(responder: DiameterResponder, sock: socket.socket, allow: list, stop: asyncio.Event) -> None:
+    """Serve until ``stop``; then DPR every open peer and give them DPR_GRACE to answer."""
+    loop = asyncio.get_running_loop()
+    sessions: set[DiameterProtocol] = set()
+    listener = await loop.create_server(lambda: DiameterProtocol(responder, allow, sessions), sock=sock)
+    try:
+        await stop.wait()
+    finally:
+        listener.close()
+        open_now = list(sessions)
+        for proto in open_now:
+            proto.send_disconnect()
+        if open_now:
+            await asyncio.wait([p.closed for p in open_now], timeout=DPR_GRACE)
+        for proto in list(sessions):
+            proto.abort()
+        await listener.wait_closed()

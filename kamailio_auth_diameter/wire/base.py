@@ -1,0 +1,491 @@
+"""RFC 6733 base protocol, both roles, pure: strict decoding, answers, peer messages, ids.
+
+python-diameter (0.9.0) does the value encoding and decoding, but it trusts the
+lengths it reads: a short AVP length silently desynchronises it and a frame whose
+header lies about its length decodes anyway. So :func:`decode` first walks the
+AVP tree itself and refuses anything that is not exactly one well-formed message;
+the caller then closes the connection (RFC 6733 §5.1: unparseable input means the
+stream is compromised). Problems that deserve an answer instead (a missing,
+unknown-mandatory or invalid AVP) raise :class:`RequestError`, which carries the
+result code and the Failed-AVP.
+
+Messages are built as plain ``Message(header, [Avp.new(...)])``: python-diameter's
+typed commands cost ~6x more to encode, and nothing is registered in its global
+dictionary, so the legacy dialect's private AVPs 400-406 cannot clash here.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Collection, Iterable, Sequence
+from dataclasses import dataclass
+
+from diameter.message import Message, MessageHeader
+from diameter.message.avp import Avp
+from diameter.message.avp.errors import AvpDecodeError
+from diameter.message.packer import ConversionError
+
+from .framing import HEADER_LEN, MAX_MESSAGE
+
+FLAG_REQUEST = 0x80
+FLAG_PROXIABLE = 0x40
+FLAG_ERROR = 0x20
+FLAG_RETRANSMIT = 0x10
+AVP_FLAG_VENDOR = 0x80
+AVP_FLAG_MANDATORY = 0x40
+
+APP_COMMON = 0
+APP_RELAY = 0xFFFFFFFF
+
+CMD_CAPABILITIES_EXCHANGE = 257
+CMD_DEVICE_WATCHDOG = 280
+CMD_DISCONNECT_PEER = 282
+
+AVP_USER_NAME = 1
+AVP_HOST_IP_ADDRESS = 257
+AVP_AUTH_APPLICATION_ID = 258
+AVP_ACCT_APPLICATION_ID = 259
+AVP_VENDOR_SPECIFIC_APPLICATION_ID = 260
+AVP_SESSION_ID = 263
+AVP_ORIGIN_HOST = 264
+AVP_SUPPORTED_VENDOR_ID = 265
+AVP_VENDOR_ID = 266
+AVP_FIRMWARE_REVISION = 267
+AVP_RESULT_CODE = 268
+AVP_PRODUCT_NAME = 269
+AVP_DISCONNECT_CAUSE = 273
+AVP_AUTH_SESSION_STATE = 277
+AVP_ORIGIN_STATE_ID = 278
+AVP_FAILED_AVP = 279
+AVP_ERROR_MESSAGE = 281
+AVP_DESTINATION_REALM = 283
+AVP_PROXY_INFO = 284
+AVP_DESTINATION_HOST = 293
+AVP_ORIGIN_REALM = 296
+AVP_EXPERIMENTAL_RESULT = 297
+AVP_INBAND_SECURITY_ID = 299
+
+# The base AVPs of RFC 6733 §4.5 and §9.8 (with State 24 from RFC 7155): a request
+# with an M-bit AVP outside what the receiver recognises gets 5001.
+RECOGNISED: frozenset[int] = frozenset(
+    {1, 24, 25, 27, 33, 44, 50, 55, 85, 287, 480, 483, 485}
+    | set(range(257, 275))
+    | {276, 277, 278, 279, 280, 281, 282, 283, 284, 285, 291, 292, 293, 294, 295, 296, 297, 298, 299}
+)
+# Grouped base AVPs: Vendor-Specific-Application-Id, Failed-AVP, Proxy-Info, Experimental-Result.
+GROUPED: frozenset[int] = frozenset({260, 279, 284, 297})
+
+RESULT_MULTI_ROUND_AUTH = 1001
+RESULT_SUCCESS = 2001
+RESULT_COMMAND_UNSUPPORTED = 3001
+RESULT_APPLICATION_UNSUPPORTED = 3007
+RESULT_INVALID_HDR_BITS = 3008
+RESULT_UNKNOWN_PEER = 3010
+RESULT_AUTHENTICATION_REJECTED = 4001
+RESULT_AVP_UNSUPPORTED = 5001
+RESULT_INVALID_AVP_VALUE = 5004
+RESULT_MISSING_AVP = 5005
+RESULT_NO_COMMON_APPLICATION = 5010
+RESULT_UNABLE_TO_COMPLY = 5012
+RESULT_NO_COMMON_SECURITY = 5017
+
+AUTH_SESSION_NO_STATE_MAINTAINED = 1
+DISCONNECT_REBOOTING = 0
+
+_DECODE_ERRORS = (ConversionError, AvpDecodeError, EOFError, ValueError, IndexError)
+
+
+class DecodeError(ValueError):
+    """The bytes are not one well-formed Diameter message: close the connection."""
+
+
+class RequestError(Exception):
+    """A well-formed request that gets an error answer (RFC 6733 §7.1) instead of its normal one."""
+
+    def __init__(self, result_code: int, message: str, failed_avp: Avp | None = None) -> None:
+        super().__init__(message)
+        self.result_code = result_code
+        self.failed_avp = failed_avp
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """Who we are on the wire: Origin-Host and Origin-Realm of everything we send."""
+
+    origin_host: str
+    origin_realm: str
+
+
+# --- decoding ------------------------------------------------------------------------
+
+
+def _walk(raw: bytes, pos: int, end: int, grouped: Collection[int]) -> None:
+    while pos < end:
+        if end - pos < 8:
+            raise DecodeError(f"{end - pos} stray bytes where an AVP header should be")
+        code = int.from_bytes(raw[pos : pos + 4], "big")
+        flags = raw[pos + 4]
+        length = int.from_bytes(raw[pos + 5 : pos + 8], "big")
+        head = 12 if flags & AVP_FLAG_VENDOR else 8
+        if length < head or pos + ((length + 3) & ~3) > end:
+            raise DecodeError(f"AVP {code} has length {length}, which does not fit")
+        if code in grouped and not flags & AVP_FLAG_VENDOR:
+            _walk(raw, pos + head, pos + length, grouped)
+        pos += (length + 3) & ~3
+
+
+def decode(raw: bytes, grouped: Collection[int] = GROUPED) -> Message:
+    """One message, checked byte by byte first; DecodeError if it is not exactly that.
+
+    ``grouped`` names the vendor-0 Grouped AVPs whose contents are checked too (the
+    ones the caller will read); other AVPs are opaque here.
+    """
+    if len(raw) < HEADER_LEN or len(raw) > MAX_MESSAGE:
+        raise DecodeError(f"{len(raw)} bytes cannot be one message")
+    if raw[0] != 1:
+        raise DecodeError(f"unsupported Diameter version {raw[0]}")
+    length = int.from_bytes(raw[1:4], "big")
+    if length != len(raw) or length % 4:
+        raise DecodeError(f"header says {length} bytes, got {len(raw)}")
+    _walk(raw, HEADER_LEN, length, grouped)
+    try:
+        return Message.from_bytes(raw, plain_msg=True)
+    except _DECODE_ERRORS as exc:
+        raise DecodeError(f"undecodable message: {exc}") from None
+
+
+def children(avp: Avp) -> list[Avp]:
+    """A Grouped AVP's members; RequestError 5004 if they do not decode."""
+    try:
+        return list(avp.value)
+    except _DECODE_ERRORS:
+        raise RequestError(RESULT_INVALID_AVP_VALUE, f"AVP {avp.code} is not a valid group", avp) from None
+
+
+def unknown_mandatory(avps: Iterable[Avp], recognised: Collection[int], grouped: Collection[int]) -> Avp | None:
+    """The first M-bit AVP we do not recognise, searching recognised groups too (for 5001)."""
+    for avp in avps:
+        if avp.vendor_id or avp.code not in recognised:
+            if avp.flags & AVP_FLAG_MANDATORY:
+                return avp
+            continue
+        if avp.code in grouped:
+            inner = unknown_mandatory(children(avp), recognised, grouped)
+            if inner is not None:
+                return avp_group(avp.code, [inner])
+    return None
+
+
+def find(avps: Iterable[Avp], code: int) -> Avp | None:
+    """The first vendor-0 AVP with this code."""
+    for avp in avps:
+        if avp.code == code and not avp.vendor_id:
+            return avp
+    return None
+
+
+def find_all(avps: Iterable[Avp], code: int) -> list[Avp]:
+    return [avp for avp in avps if avp.code == code and not avp.vendor_id]
+
+
+def _value(avp: Avp) -> object:
+    try:
+        return avp.value
+    except _DECODE_ERRORS:
+        raise RequestError(RESULT_INVALID_AVP_VALUE, f"AVP {avp.code} has an invalid value", avp) from None
+
+
+def text_of(avp: Avp) -> str:
+    """A UTF8String or DiameterIdentity (python-diameter gives bytes for the latter) as str."""
+    value = _value(avp)
+    if isinstance(value, bytes):
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError:
+            raise RequestError(RESULT_INVALID_AVP_VALUE, f"AVP {avp.code} is not UTF-8", avp) from None
+    if not isinstance(value, str):
+        raise RequestError(RESULT_INVALID_AVP_VALUE, f"AVP {avp.code} is not a string", avp)
+    return value
+
+
+def text(avps: Iterable[Avp], code: int) -> str | None:
+    avp = find(avps, code)
+    return None if avp is None else text_of(avp)
+
+
+def unsigned_of(avp: Avp) -> int:
+    if len(avp.payload) != 4:
+        raise RequestError(RESULT_INVALID_AVP_VALUE, f"AVP {avp.code} is not 32 bits", avp)
+    return int.from_bytes(avp.payload, "big")
+
+
+def unsigned(avps: Iterable[Avp], code: int) -> int | None:
+    avp = find(avps, code)
+    return None if avp is None else unsigned_of(avp)
+
+
+def missing(code: int) -> RequestError:
+    """5005 with the zero-filled example of the missing AVP that RFC 6733 §7.5 asks for."""
+    return RequestError(RESULT_MISSING_AVP, f"AVP {code} is missing", Avp(code, 0, b"\0\0\0\0", AVP_FLAG_MANDATORY))
+
+
+def required_text(avps: Sequence[Avp], code: int) -> str:
+    value = text(avps, code)
+    if value is None:
+        raise missing(code)
+    return value
+
+
+def required_unsigned(avps: Sequence[Avp], code: int) -> int:
+    value = unsigned(avps, code)
+    if value is None:
+        raise missing(code)
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class AnswerInfo:
+    """The base part of a received answer: which request it answers and who sent it."""
+
+    hop_by_hop: int
+    end_to_end: int
+    session_id: str | None
+    origin_host: str
+    origin_realm: str
+    error: bool  # the E bit: a protocol error (3xxx) answered by some hop
+    error_message: str | None
+
+
+def answer_info(msg: Message) -> AnswerInfo:
+    """RequestError (which a client treats as a bad answer) if Origin-Host/Realm are missing."""
+    if msg.header.is_request:
+        raise DecodeError("expected an answer, got a request")
+    return AnswerInfo(
+        hop_by_hop=msg.header.hop_by_hop_identifier,
+        end_to_end=msg.header.end_to_end_identifier,
+        session_id=text(msg.avps, AVP_SESSION_ID),
+        origin_host=required_text(msg.avps, AVP_ORIGIN_HOST),
+        origin_realm=required_text(msg.avps, AVP_ORIGIN_REALM),
+        error=bool(msg.header.command_flags & FLAG_ERROR),
+        error_message=text(msg.avps, AVP_ERROR_MESSAGE),
+    )
+
+
+# --- encoding ------------------------------------------------------------------------
+
+
+def avp(code: int, value: object, mandatory: bool = True) -> Avp:
+    """A vendor-0 AVP typed by python-diameter's dictionary."""
+    return Avp.new(code, value=value, is_mandatory=mandatory)
+
+
+def avp_group(code: int, members: list[Avp]) -> Avp:
+    return Avp.new(code, value=members, is_mandatory=True)
+
+
+def identity_avps(identity: Identity) -> list[Avp]:
+    return [avp(AVP_ORIGIN_HOST, identity.origin_host.encode()), avp(AVP_ORIGIN_REALM, identity.origin_realm.encode())]
+
+
+def encode(header: MessageHeader, avps: list[Avp]) -> bytes:
+    """The message's bytes; the header length is filled in here."""
+    return Message(header, avps).as_bytes()
+
+
+def request_header(
+    command: int, application: int, hop_by_hop: int, end_to_end: int, *, proxiable: bool, retransmit: bool = False
+) -> MessageHeader:
+    flags = FLAG_REQUEST | (FLAG_PROXIABLE if proxiable else 0) | (FLAG_RETRANSMIT if retransmit else 0)
+    return MessageHeader(
+        command_flags=flags,
+        command_code=command,
+        application_id=application,
+        hop_by_hop_identifier=hop_by_hop,
+        end_to_end_identifier=end_to_end,
+    )
+
+
+def encode_answer(
+    request: Message,
+    identity: Identity,
+    result_code: int,
+    body: Sequence[Avp] = (),
+    *,
+    error_message: str | None = None,
+    failed_avp: Avp | None = None,
+) -> bytes:
+    """An answer to ``request``: same command, application, ids and P bit; E set for
+    3xxx (RFC 6733 §7.1.3: only protocol errors set it); Session-Id first when the
+    request had one; the request's Proxy-Info AVPs copied back in order (§6.2)."""
+    h = request.header
+    error = 3000 <= result_code < 4000
+    header = MessageHeader(
+        command_flags=(h.command_flags & FLAG_PROXIABLE) | (FLAG_ERROR if error else 0),
+        command_code=h.command_code,
+        application_id=h.application_id,
+        hop_by_hop_identifier=h.hop_by_hop_identifier,
+        end_to_end_identifier=h.end_to_end_identifier,
+    )
+    avps: list[Avp] = []
+    session = find(request.avps, AVP_SESSION_ID)
+    if session is not None:
+        avps.append(Avp(AVP_SESSION_ID, 0, session.payload, session.flags))
+    avps.append(avp(AVP_RESULT_CODE, result_code))
+    avps += identity_avps(identity)
+    avps += body
+    if error_message:
+        avps.append(avp(AVP_ERROR_MESSAGE, error_message, mandatory=False))
+    if failed_avp is not None:
+        avps.append(avp_group(AVP_FAILED_AVP, [failed_avp]))
+    avps += find_all(request.avps, AVP_PROXY_INFO)
+    return encode(header, avps)
+
+
+def encode_error(request: Message, identity: Identity, error: RequestError, body: Sequence[Avp] = ()) -> bytes:
+    return encode_answer(
+        request, identity, error.result_code, body, error_message=str(error), failed_avp=error.failed_avp
+    )
+
+
+# --- peer messages (CER/CEA, DWR/DWA, DPR/DPA) -----------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """What a CER or CEA says about its sender (RFC 6733 §5.3)."""
+
+    identity: Identity
+    host_ip_addresses: tuple[str, ...]
+    auth_application_ids: tuple[int, ...] = ()
+    vendor_id: int = 0
+    product_name: str = "kamailio_auth_diameter"
+    origin_state_id: int | None = None
+    # Every application id named anywhere (Auth-, Acct-, Vendor-Specific-); only decoded.
+    applications: frozenset[int] = frozenset()
+    inband_security_ids: tuple[int, ...] = ()
+
+
+def _capability_avps(caps: Capabilities) -> list[Avp]:
+    avps = identity_avps(caps.identity)
+    avps += [avp(AVP_HOST_IP_ADDRESS, a) for a in caps.host_ip_addresses]
+    avps.append(avp(AVP_VENDOR_ID, caps.vendor_id))
+    avps.append(avp(AVP_PRODUCT_NAME, caps.product_name, mandatory=False))  # §5.3.7: M MUST NOT
+    if caps.origin_state_id is not None:
+        avps.append(avp(AVP_ORIGIN_STATE_ID, caps.origin_state_id))
+    avps += [avp(AVP_AUTH_APPLICATION_ID, app) for app in caps.auth_application_ids]
+    return avps
+
+
+def encode_cer(caps: Capabilities, hop_by_hop: int, end_to_end: int) -> bytes:
+    header = request_header(CMD_CAPABILITIES_EXCHANGE, APP_COMMON, hop_by_hop, end_to_end, proxiable=False)
+    return encode(header, _capability_avps(caps))
+
+
+def encode_cea(
+    request: Message,
+    caps: Capabilities,
+    result_code: int,
+    error_message: str | None = None,
+    failed_avp: Avp | None = None,
+) -> bytes:
+    body = _capability_avps(caps)[2:]  # encode_answer adds Origin-Host/Realm itself
+    return encode_answer(request, caps.identity, result_code, body, error_message=error_message, failed_avp=failed_avp)
+
+
+def decode_capabilities(msg: Message) -> Capabilities:
+    """A CER's or CEA's content; RequestError 5005 without Origin-Host/Origin-Realm."""
+    avps = msg.avps
+    auth = tuple(unsigned_of(a) for a in find_all(avps, AVP_AUTH_APPLICATION_ID))
+    apps = set(auth) | {unsigned_of(a) for a in find_all(avps, AVP_ACCT_APPLICATION_ID)}
+    for vsa in find_all(avps, AVP_VENDOR_SPECIFIC_APPLICATION_ID):
+        members = children(vsa)
+        apps |= {unsigned_of(a) for a in members if a.code in (AVP_AUTH_APPLICATION_ID, AVP_ACCT_APPLICATION_ID)}
+    addresses = []
+    for a in find_all(avps, AVP_HOST_IP_ADDRESS):
+        value = _value(a)
+        addresses.append(str(value[1]) if isinstance(value, tuple) else str(value))
+    state = unsigned(avps, AVP_ORIGIN_STATE_ID)
+    return Capabilities(
+        identity=Identity(required_text(avps, AVP_ORIGIN_HOST), required_text(avps, AVP_ORIGIN_REALM)),
+        host_ip_addresses=tuple(addresses),
+        auth_application_ids=auth,
+        vendor_id=unsigned(avps, AVP_VENDOR_ID) or 0,
+        product_name=text(avps, AVP_PRODUCT_NAME) or "",
+        origin_state_id=state,
+        applications=frozenset(apps),
+        inband_security_ids=tuple(unsigned_of(a) for a in find_all(avps, AVP_INBAND_SECURITY_ID)),
+    )
+
+
+def encode_dwr(identity: Identity, origin_state_id: int, hop_by_hop: int, end_to_end: int) -> bytes:
+    header = request_header(CMD_DEVICE_WATCHDOG, APP_COMMON, hop_by_hop, end_to_end, proxiable=False)
+    return encode(header, [*identity_avps(identity), avp(AVP_ORIGIN_STATE_ID, origin_state_id)])
+
+
+def encode_dwa(request: Message, identity: Identity, origin_state_id: int) -> bytes:
+    return encode_answer(request, identity, RESULT_SUCCESS, [avp(AVP_ORIGIN_STATE_ID, origin_state_id)])
+
+
+def encode_dpr(identity: Identity, cause: int, hop_by_hop: int, end_to_end: int) -> bytes:
+    header = request_header(CMD_DISCONNECT_PEER, APP_COMMON, hop_by_hop, end_to_end, proxiable=False)
+    return encode(header, [*identity_avps(identity), avp(AVP_DISCONNECT_CAUSE, cause)])
+
+
+def encode_dpa(request: Message, identity: Identity) -> bytes:
+    return encode_answer(request, identity, RESULT_SUCCESS)
+
+
+# --- identifiers ---------------------------------------------------------------------
+
+
+class HopByHop:
+    """Hop-by-hop ids for one connection: a counter from a random start (RFC 6733 §3)."""
+
+    __slots__ = ("_next",)
+
+    def __init__(self, urandom: Callable[[int], bytes] = os.urandom) -> None:
+        self._next = int.from_bytes(urandom(4), "big")
+
+    def __call__(self) -> int:
+        value = self._next
+        self._next = (value + 1) & 0xFFFFFFFF
+        return value
+
+
+class EndToEnd:
+    """End-to-end ids unique for 4 minutes across restarts (RFC 6733 §3): the high
+    12 bits are the low 12 bits of the clock, the low 20 bits a counter from a random
+    start; when the counter wraps the clock is read again."""
+
+    __slots__ = ("_clock", "_high", "_low", "_start")
+
+    def __init__(self, clock: Callable[[], float] = time.time, urandom: Callable[[int], bytes] = os.urandom) -> None:
+        self._clock = clock
+        self._start = self._low = int.from_bytes(urandom(3), "big") & 0xFFFFF
+        self._high = (int(clock()) & 0xFFF) << 20
+
+    def __call__(self) -> int:
+        value = self._high | self._low
+        self._low = (self._low + 1) & 0xFFFFF
+        if self._low == self._start:
+            self._high = (int(self._clock()) & 0xFFF) << 20
+        return value
+
+
+class SessionIds:
+    """``<Origin-Host>;<high32>;<low32>[;<optional>]`` (RFC 6733 §8.8): a 64-bit counter
+    whose high half starts at the clock, so ids stay unique across restarts. Processes
+    sharing one Origin-Host must pass distinct ``optional`` parts (e.g. their pid)."""
+
+    __slots__ = ("_counter", "_prefix", "_suffix")
+
+    def __init__(self, origin_host: str, optional: str | None = None, clock: Callable[[], float] = time.time) -> None:
+        self._prefix = f"{origin_host};"
+        self._suffix = f";{optional}" if optional else ""
+        self._counter = (int(clock()) & 0xFFFFFFFF) << 32
+
+    def __call__(self) -> str:
+        value = self._counter
+        self._counter = (value + 1) & 0xFFFFFFFFFFFFFFFF
+        return f"{self._prefix}{value >> 32};{value & 0xFFFFFFFF}{self._suffix}"

@@ -1,0 +1,432 @@
+"""RFC 4740 Diameter SIP application (application 6), both directions, pure.
+
+MAR/MAA (286) carry the digest challenge and credentials in SIP-Auth-Data-Item
+with the RFC 5090 Digest-* AVPs (vendor 0, M set); SAR/SAA (284) with
+SIP-Server-Assignment-Type NO_ASSIGNMENT fetch SIP-User-Data, which is how a group
+check works on a standard server (our convention: SIP-User-Data-Type "groups",
+contents the group names one per line, UTF-8). The client half (encode_mar,
+decode_maa, encode_sar, decode_saa) takes and returns plain values for the plugin;
+the server half decodes requests from a message already checked by
+:func:`base.decode` and answers them with :func:`base.encode_answer`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from diameter.message import Message
+from diameter.message.avp import Avp
+
+from . import base
+from .base import RequestError
+
+APP_SIP = 6
+CMD_SERVER_ASSIGNMENT = 284
+CMD_MULTIMEDIA_AUTH = 286
+
+AVP_DIGEST_RESPONSE = 103
+AVP_DIGEST_REALM = 104
+AVP_DIGEST_NONCE = 105
+AVP_DIGEST_METHOD = 108
+AVP_DIGEST_URI = 109
+AVP_DIGEST_QOP = 110
+AVP_DIGEST_ALGORITHM = 111
+AVP_DIGEST_CNONCE = 113
+AVP_DIGEST_NONCE_COUNT = 114
+AVP_DIGEST_USERNAME = 115
+AVP_DIGEST_OPAQUE = 116
+AVP_DIGEST_AUTH_PARAM = 117
+AVP_DIGEST_DOMAIN = 119
+AVP_DIGEST_STALE = 120
+AVP_DIGEST_HA1 = 121
+AVP_SIP_AOR = 122
+AVP_SIP_SERVER_URI = 371
+AVP_SIP_SERVER_ASSIGNMENT_TYPE = 375
+AVP_SIP_AUTH_DATA_ITEM = 376
+AVP_SIP_AUTHENTICATION_SCHEME = 377
+AVP_SIP_AUTHENTICATE = 379
+AVP_SIP_AUTHORIZATION = 380
+AVP_SIP_NUMBER_AUTH_ITEMS = 382
+AVP_SIP_SUPPORTED_USER_DATA_TYPE = 388
+AVP_SIP_USER_DATA = 389
+AVP_SIP_USER_DATA_TYPE = 390
+AVP_SIP_USER_DATA_CONTENTS = 391
+AVP_SIP_USER_DATA_ALREADY_AVAILABLE = 392
+AVP_SIP_METHOD = 393
+
+# Digest-* (RFC 5090, 103-122) and SIP-* (RFC 4740 §9, 368-393) on top of the base AVPs.
+RECOGNISED: frozenset[int] = base.RECOGNISED | frozenset(range(103, 123)) | frozenset(range(368, 394))
+# SIP-Accounting-Information, -Server-Capabilities, -Auth-Data-Item, -Authenticate,
+# -Authorization, -Authentication-Info, -Deregistration-Reason, -User-Data.
+GROUPED: frozenset[int] = base.GROUPED | frozenset({368, 372, 376, 379, 380, 381, 383, 389})
+
+SCHEME_DIGEST = 0
+ASSIGNMENT_NO_ASSIGNMENT = 0
+USER_DATA_NOT_AVAILABLE = 0
+
+RESULT_SUCCESS_SERVER_NAME_NOT_STORED = 2006
+RESULT_SUCCESS_AUTH_SENT_SERVER_NOT_STORED = 2008
+RESULT_USER_NAME_REQUIRED = 4013
+RESULT_AVP_OCCURS_TOO_MANY_TIMES = 5009
+RESULT_ERROR_USER_UNKNOWN = 5032
+RESULT_ERROR_AUTH_SCHEME_NOT_SUPPORTED = 5037
+RESULT_ERROR_NOT_SUPPORTED_USER_DATA = 5040
+
+GROUPS_USER_DATA_TYPE = "groups"
+
+
+@dataclass(frozen=True, slots=True)
+class DigestChallenge:
+    """SIP-Authenticate (RFC 4740 §9.5): what goes into WWW-/Proxy-Authenticate, unquoted."""
+
+    realm: str
+    nonce: str
+    qop: str | None = "auth"
+    algorithm: str | None = "MD5"
+    stale: bool = False
+    opaque: str | None = None
+    domain: str | None = None
+    ha1: str | None = None  # Flow B (H(A1) delegated to the client); our server never sends it
+
+
+@dataclass(frozen=True, slots=True)
+class DigestResponse:
+    """SIP-Authorization (RFC 4740 §9.6): one set of credentials, quotes stripped."""
+
+    username: str
+    realm: str
+    nonce: str
+    uri: str
+    response: str
+    algorithm: str | None = None
+    cnonce: str | None = None
+    qop: str | None = None
+    nonce_count: str | None = None
+    method: str | None = None
+    opaque: str | None = None
+
+    def params(self) -> dict[str, str]:
+        """The values under their Authorization-header names, as the digest core takes them."""
+        out = {
+            "username": self.username,
+            "realm": self.realm,
+            "nonce": self.nonce,
+            "uri": self.uri,
+            "response": self.response,
+        }
+        for name, value in (
+            ("algorithm", self.algorithm),
+            ("cnonce", self.cnonce),
+            ("qop", self.qop),
+            ("nc", self.nonce_count),
+            ("opaque", self.opaque),
+        ):
+            if value is not None:
+                out[name] = value
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class MultimediaAuthRequest:
+    session_id: str
+    origin_host: str
+    origin_realm: str
+    destination_realm: str
+    sip_aor: str
+    sip_method: str
+    user_name: str | None = None
+    server_uri: str | None = None  # only when the client acts as registrar (§8.7)
+    destination_host: str | None = None
+    credentials: DigestResponse | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MultimediaAuthAnswer:
+    result_code: int
+    challenge: DigestChallenge | None = None
+    error_message: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class UserData:
+    """SIP-User-Data (RFC 4740 §9.12)."""
+
+    type: str
+    contents: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ServerAssignmentRequest:
+    session_id: str
+    origin_host: str
+    origin_realm: str
+    destination_realm: str
+    assignment_type: int
+    user_data_already_available: int = USER_DATA_NOT_AVAILABLE
+    user_name: str | None = None
+    server_uri: str | None = None
+    destination_host: str | None = None
+    supported_user_data_types: tuple[str, ...] = ()
+    sip_aors: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ServerAssignmentAnswer:
+    result_code: int
+    user_data: tuple[UserData, ...] = ()
+    error_message: str | None = None
+
+
+def groups_user_data(groups: Iterable[str]) -> UserData:
+    return UserData(GROUPS_USER_DATA_TYPE, "".join(f"{g}\n" for g in groups).encode())
+
+
+def groups_of(user_data: Iterable[UserData]) -> list[str] | None:
+    """The group names in a "groups" SIP-User-Data, or None if the answer has none."""
+    for item in user_data:
+        if item.type == GROUPS_USER_DATA_TYPE:
+            return [g for g in item.contents.decode("utf-8", "replace").split("\n") if g]
+    return None
+
+
+# --- shared pieces -------------------------------------------------------------------
+
+
+def session_avps() -> list[Avp]:
+    """Auth-Application-Id 6 and Auth-Session-State NO_STATE_MAINTAINED, in every app-6 message."""
+    return [
+        base.avp(base.AVP_AUTH_APPLICATION_ID, APP_SIP),
+        base.avp(base.AVP_AUTH_SESSION_STATE, base.AUTH_SESSION_NO_STATE_MAINTAINED),
+    ]
+
+
+def _optional(avps: list[Avp], code: int, value: str | None) -> None:
+    if value is not None:
+        avps.append(base.avp(code, value))
+
+
+def _request_head(
+    session_id: str, origin_host: str, origin_realm: str, destination_realm: str, destination_host: str | None
+) -> list[Avp]:
+    avps = [base.avp(base.AVP_SESSION_ID, session_id), *session_avps()]
+    avps += base.identity_avps(base.Identity(origin_host, origin_realm))
+    avps.append(base.avp(base.AVP_DESTINATION_REALM, destination_realm.encode()))
+    if destination_host is not None:
+        avps.append(base.avp(base.AVP_DESTINATION_HOST, destination_host.encode()))
+    return avps
+
+
+def _head_values(avps: list[Avp]) -> dict[str, str]:
+    """The mandatory head of every app-6 request; 5005 for what is missing."""
+    for code in (base.AVP_AUTH_APPLICATION_ID, base.AVP_AUTH_SESSION_STATE):
+        base.required_unsigned(avps, code)
+    return {
+        "session_id": base.required_text(avps, base.AVP_SESSION_ID),
+        "origin_host": base.required_text(avps, base.AVP_ORIGIN_HOST),
+        "origin_realm": base.required_text(avps, base.AVP_ORIGIN_REALM),
+        "destination_realm": base.required_text(avps, base.AVP_DESTINATION_REALM),
+    }
+
+
+def _at_most_one(avps: list[Avp], code: int) -> Avp | None:
+    found = base.find_all(avps, code)
+    if len(found) > 1:
+        raise RequestError(RESULT_AVP_OCCURS_TOO_MANY_TIMES, f"AVP {code} occurs {len(found)} times", found[1])
+    return found[0] if found else None
+
+
+# --- MAR / MAA -----------------------------------------------------------------------
+
+
+def _authorization_avp(c: DigestResponse) -> Avp:
+    members = [
+        base.avp(AVP_DIGEST_USERNAME, c.username),
+        base.avp(AVP_DIGEST_REALM, c.realm),
+        base.avp(AVP_DIGEST_NONCE, c.nonce),
+        base.avp(AVP_DIGEST_URI, c.uri),
+        base.avp(AVP_DIGEST_RESPONSE, c.response),
+    ]
+    _optional(members, AVP_DIGEST_ALGORITHM, c.algorithm)
+    _optional(members, AVP_DIGEST_CNONCE, c.cnonce)
+    _optional(members, AVP_DIGEST_OPAQUE, c.opaque)
+    _optional(members, AVP_DIGEST_QOP, c.qop)
+    _optional(members, AVP_DIGEST_NONCE_COUNT, c.nonce_count)
+    _optional(members, AVP_DIGEST_METHOD, c.method)
+    return base.avp_group(AVP_SIP_AUTHORIZATION, members)
+
+
+def encode_mar(req: MultimediaAuthRequest, hop_by_hop: int, end_to_end: int, retransmit: bool = False) -> bytes:
+    """A MAR; with credentials it carries SIP-Number-Auth-Items 1 and one SIP-Auth-Data-Item."""
+    avps = _request_head(req.session_id, req.origin_host, req.origin_realm, req.destination_realm, req.destination_host)
+    avps.append(base.avp(AVP_SIP_AOR, req.sip_aor))
+    avps.append(base.avp(AVP_SIP_METHOD, req.sip_method))
+    _optional(avps, base.AVP_USER_NAME, req.user_name)
+    _optional(avps, AVP_SIP_SERVER_URI, req.server_uri)
+    if req.credentials is not None:
+        avps.append(base.avp(AVP_SIP_NUMBER_AUTH_ITEMS, 1))
+        item = [base.avp(AVP_SIP_AUTHENTICATION_SCHEME, SCHEME_DIGEST), _authorization_avp(req.credentials)]
+        avps.append(base.avp_group(AVP_SIP_AUTH_DATA_ITEM, item))
+    header = base.request_header(
+        CMD_MULTIMEDIA_AUTH, APP_SIP, hop_by_hop, end_to_end, proxiable=True, retransmit=retransmit
+    )
+    return base.encode(header, avps)
+
+
+def _decode_authorization(group: Avp) -> DigestResponse:
+    m = base.children(group)
+    return DigestResponse(
+        username=base.required_text(m, AVP_DIGEST_USERNAME),
+        realm=base.required_text(m, AVP_DIGEST_REALM),
+        nonce=base.required_text(m, AVP_DIGEST_NONCE),
+        uri=base.required_text(m, AVP_DIGEST_URI),
+        response=base.required_text(m, AVP_DIGEST_RESPONSE),
+        algorithm=base.text(m, AVP_DIGEST_ALGORITHM),
+        cnonce=base.text(m, AVP_DIGEST_CNONCE),
+        qop=base.text(m, AVP_DIGEST_QOP),
+        nonce_count=base.text(m, AVP_DIGEST_NONCE_COUNT),
+        method=base.text(m, AVP_DIGEST_METHOD),
+        opaque=base.text(m, AVP_DIGEST_OPAQUE),
+    )
+
+
+def decode_mar(msg: Message) -> MultimediaAuthRequest:
+    """A MAR's content. RequestError: 5005 missing AVP, 5004 bad value, 5009 more than one
+    SIP-Auth-Data-Item (§8.7 allows one), 5037 a scheme other than DIGEST."""
+    avps = msg.avps
+    head = _head_values(avps)
+    credentials = None
+    item = _at_most_one(avps, AVP_SIP_AUTH_DATA_ITEM)
+    if item is not None:
+        members = base.children(item)
+        scheme = base.required_unsigned(members, AVP_SIP_AUTHENTICATION_SCHEME)
+        if scheme != SCHEME_DIGEST:
+            raise RequestError(RESULT_ERROR_AUTH_SCHEME_NOT_SUPPORTED, f"authentication scheme {scheme}", item)
+        authorization = _at_most_one(members, AVP_SIP_AUTHORIZATION)
+        if authorization is not None:
+            credentials = _decode_authorization(authorization)
+    return MultimediaAuthRequest(
+        **head,
+        sip_aor=base.required_text(avps, AVP_SIP_AOR),
+        sip_method=base.required_text(avps, AVP_SIP_METHOD),
+        user_name=base.text(avps, base.AVP_USER_NAME),
+        server_uri=base.text(avps, AVP_SIP_SERVER_URI),
+        destination_host=base.text(avps, base.AVP_DESTINATION_HOST),
+        credentials=credentials,
+    )
+
+
+def _authenticate_avp(c: DigestChallenge) -> Avp:
+    members = [base.avp(AVP_DIGEST_REALM, c.realm), base.avp(AVP_DIGEST_NONCE, c.nonce)]
+    _optional(members, AVP_DIGEST_DOMAIN, c.domain)
+    _optional(members, AVP_DIGEST_OPAQUE, c.opaque)
+    if c.stale:
+        members.append(base.avp(AVP_DIGEST_STALE, "true"))
+    _optional(members, AVP_DIGEST_ALGORITHM, c.algorithm)
+    _optional(members, AVP_DIGEST_QOP, c.qop)
+    _optional(members, AVP_DIGEST_HA1, c.ha1)
+    return base.avp_group(AVP_SIP_AUTHENTICATE, members)
+
+
+def encode_maa(request: Message, identity: base.Identity, answer: MultimediaAuthAnswer) -> bytes:
+    body = session_avps()
+    if answer.challenge is not None:
+        item = [base.avp(AVP_SIP_AUTHENTICATION_SCHEME, SCHEME_DIGEST), _authenticate_avp(answer.challenge)]
+        body += [base.avp(AVP_SIP_NUMBER_AUTH_ITEMS, 1), base.avp_group(AVP_SIP_AUTH_DATA_ITEM, item)]
+    return base.encode_answer(request, identity, answer.result_code, body, error_message=answer.error_message)
+
+
+def _decode_challenge(group: Avp) -> DigestChallenge:
+    m = base.children(group)
+    return DigestChallenge(
+        realm=base.required_text(m, AVP_DIGEST_REALM),
+        nonce=base.required_text(m, AVP_DIGEST_NONCE),
+        qop=base.text(m, AVP_DIGEST_QOP),
+        algorithm=base.text(m, AVP_DIGEST_ALGORITHM),
+        stale=(base.text(m, AVP_DIGEST_STALE) or "").lower() == "true",
+        opaque=base.text(m, AVP_DIGEST_OPAQUE),
+        domain=base.text(m, AVP_DIGEST_DOMAIN),
+        ha1=base.text(m, AVP_DIGEST_HA1),
+    )
+
+
+def decode_maa(raw: bytes) -> tuple[base.AnswerInfo, MultimediaAuthAnswer]:
+    """An MAA. DecodeError if the bytes are not a message (close the connection);
+    RequestError if it lacks Result-Code, Origin-* or a challenge's realm/nonce."""
+    msg = base.decode(raw, GROUPED)
+    info = base.answer_info(msg)
+    challenge = None
+    for item in base.find_all(msg.avps, AVP_SIP_AUTH_DATA_ITEM):
+        authenticate = base.find(base.children(item), AVP_SIP_AUTHENTICATE)
+        if authenticate is not None:
+            challenge = _decode_challenge(authenticate)
+            break
+    answer = MultimediaAuthAnswer(
+        result_code=base.required_unsigned(msg.avps, base.AVP_RESULT_CODE),
+        challenge=challenge,
+        error_message=info.error_message,
+    )
+    return info, answer
+
+
+# --- SAR / SAA -----------------------------------------------------------------------
+
+
+def encode_sar(req: ServerAssignmentRequest, hop_by_hop: int, end_to_end: int, retransmit: bool = False) -> bytes:
+    avps = _request_head(req.session_id, req.origin_host, req.origin_realm, req.destination_realm, req.destination_host)
+    avps.append(base.avp(AVP_SIP_SERVER_ASSIGNMENT_TYPE, req.assignment_type))
+    avps.append(base.avp(AVP_SIP_USER_DATA_ALREADY_AVAILABLE, req.user_data_already_available))
+    _optional(avps, base.AVP_USER_NAME, req.user_name)
+    _optional(avps, AVP_SIP_SERVER_URI, req.server_uri)
+    avps += [base.avp(AVP_SIP_SUPPORTED_USER_DATA_TYPE, t) for t in req.supported_user_data_types]
+    avps += [base.avp(AVP_SIP_AOR, aor) for aor in req.sip_aors]
+    header = base.request_header(
+        CMD_SERVER_ASSIGNMENT, APP_SIP, hop_by_hop, end_to_end, proxiable=True, retransmit=retransmit
+    )
+    return base.encode(header, avps)
+
+
+def decode_sar(msg: Message) -> ServerAssignmentRequest:
+    """A SAR's content; RequestError 5005/5004 as for decode_mar."""
+    avps = msg.avps
+    return ServerAssignmentRequest(
+        **_head_values(avps),
+        assignment_type=base.required_unsigned(avps, AVP_SIP_SERVER_ASSIGNMENT_TYPE),
+        user_data_already_available=base.required_unsigned(avps, AVP_SIP_USER_DATA_ALREADY_AVAILABLE),
+        user_name=base.text(avps, base.AVP_USER_NAME),
+        server_uri=base.text(avps, AVP_SIP_SERVER_URI),
+        destination_host=base.text(avps, base.AVP_DESTINATION_HOST),
+        supported_user_data_types=tuple(base.text_of(a) for a in base.find_all(avps, AVP_SIP_SUPPORTED_USER_DATA_TYPE)),
+        sip_aors=tuple(base.text_of(a) for a in base.find_all(avps, AVP_SIP_AOR)),
+    )
+
+
+def encode_saa(request: Message, identity: base.Identity, answer: ServerAssignmentAnswer) -> bytes:
+    body = session_avps()
+    for item in answer.user_data:
+        body.append(
+            base.avp_group(
+                AVP_SIP_USER_DATA,
+                [base.avp(AVP_SIP_USER_DATA_TYPE, item.type), base.avp(AVP_SIP_USER_DATA_CONTENTS, item.contents)],
+            )
+        )
+    return base.encode_answer(request, identity, answer.result_code, body, error_message=answer.error_message)
+
+
+def decode_saa(raw: bytes) -> tuple[base.AnswerInfo, ServerAssignmentAnswer]:
+    """An SAA; errors as for decode_maa."""
+    msg = base.decode(raw, GROUPED)
+    info = base.answer_info(msg)
+    user_data = []
+    for group in base.find_all(msg.avps, AVP_SIP_USER_DATA):
+        m = base.children(group)
+        contents = base.find(m, AVP_SIP_USER_DATA_CONTENTS)
+        if contents is None:
+            raise base.missing(AVP_SIP_USER_DATA_CONTENTS)
+        user_data.append(UserData(base.required_text(m, AVP_SIP_USER_DATA_TYPE), contents.payload))
+    answer = ServerAssignmentAnswer(
+        result_code=base.required_unsigned(msg.avps, base.AVP_RESULT_CODE),
+        user_data=tuple(user_data),
+        error_message=info.error_message,
+    )
+    return info, answer

@@ -1,0 +1,262 @@
+"""wire/sip_app: RFC 4740 MAR/MAA and SAR/SAA, both directions, down to the AVP flags."""
+
+from __future__ import annotations
+
+import struct
+
+import pytest
+from diameter.message import Message
+
+from kamailio_auth_diameter.wire import base, sip_app
+from kamailio_auth_diameter.wire.base import DecodeError, Identity, RequestError
+from kamailio_auth_diameter.wire.sip_app import (
+    DigestChallenge,
+    DigestResponse,
+    MultimediaAuthAnswer,
+    MultimediaAuthRequest,
+    ServerAssignmentAnswer,
+    ServerAssignmentRequest,
+    UserData,
+)
+
+ME = Identity("aaa.example.org", "example.org")
+
+CREDENTIALS = DigestResponse(
+    username="alice",
+    realm="example.com",
+    nonce="n" * 48,
+    uri="sip:example.com",
+    response="0123456789abcdef0123456789abcdef",
+    algorithm="MD5",
+    cnonce="c0ffee",
+    qop="auth",
+    nonce_count="00000001",
+    method="REGISTER",
+    opaque="op",
+)
+MAR = MultimediaAuthRequest(
+    session_id="kamailio.example.org;1;2",
+    origin_host="kamailio.example.org",
+    origin_realm="example.org",
+    destination_realm="example.org",
+    sip_aor="sip:alice@example.com",
+    sip_method="REGISTER",
+    user_name="alice",
+    server_uri="sip:kamailio.example.org",
+    destination_host="aaa.example.org",
+    credentials=CREDENTIALS,
+)
+SAR = ServerAssignmentRequest(
+    session_id="kamailio.example.org;1;3",
+    origin_host="kamailio.example.org",
+    origin_realm="example.org",
+    destination_realm="example.org",
+    assignment_type=sip_app.ASSIGNMENT_NO_ASSIGNMENT,
+    user_name="alice",
+    supported_user_data_types=("groups",),
+    sip_aors=("sip:alice@example.com",),
+)
+
+
+def tree(raw: bytes, start: int = 20, end: int | None = None) -> list[tuple[int, int, int, object]]:
+    """(code, flags, vendor, payload or children) read independently of the codec."""
+    out, pos, end = [], start, len(raw) if end is None else end
+    while pos < end:
+        code, flags_len = struct.unpack(">II", raw[pos : pos + 8])
+        flags, length = flags_len >> 24, flags_len & 0xFFFFFF
+        head = 12 if flags & 0x80 else 8
+        vendor = struct.unpack(">I", raw[pos + 8 : pos + 12])[0] if head == 12 else 0
+        data: object = raw[pos + head : pos + length]
+        if code in sip_app.GROUPED:
+            data = tree(raw, pos + head, pos + length)
+        out.append((code, flags, vendor, data))
+        pos += (length + 3) & ~3
+    return out
+
+
+def flatten(nodes: list[tuple[int, int, int, object]]) -> list[tuple[int, int, int]]:
+    out = []
+    for code, flags, vendor, data in nodes:
+        out.append((code, flags, vendor))
+        if isinstance(data, list):
+            out += flatten(data)
+    return out
+
+
+def test_mar_round_trip() -> None:
+    raw = sip_app.encode_mar(MAR, 0x10, 0x20)
+    assert raw[4] == 0xC0  # R + P
+    assert int.from_bytes(raw[5:8], "big") == 286
+    assert int.from_bytes(raw[8:12], "big") == 6
+    msg = base.decode(raw, sip_app.GROUPED)
+    assert sip_app.decode_mar(msg) == MAR
+    assert sip_app.encode_mar(MAR, 1, 2, retransmit=True)[4] == 0xD0  # T for a failover re-send
+
+
+def test_mar_without_credentials_round_trip() -> None:
+    plain = MultimediaAuthRequest("s;1;1", "k.example.org", "example.org", "example.org", "sip:bob@x.org", "INVITE")
+    raw = sip_app.encode_mar(plain, 1, 2)
+    assert [c for c, _, _, _ in tree(raw)] == [263, 258, 277, 264, 296, 283, 122, 393]
+    assert sip_app.decode_mar(base.decode(raw, sip_app.GROUPED)) == plain
+
+
+def test_mar_avp_codes_flags_and_vendor() -> None:
+    nodes = tree(sip_app.encode_mar(MAR, 1, 2))
+    assert nodes[0][0] == 263  # Session-Id first
+    flat = flatten(nodes)
+    expected = {1, 122, 371, 376, 377, 380, 382, 393, 103, 104, 105, 108, 109, 110, 111, 113, 114, 115, 116}
+    assert expected <= {c for c, _, _ in flat}
+    # RFC 4740 §9 and the Digest-* AVPs: M set, V clear, so no Vendor-Id field
+    assert all(flags == 0x40 and vendor == 0 for _, flags, vendor in flat)
+    item = next(data for code, _, _, data in nodes if code == 376)
+    assert isinstance(item, list)
+    assert (item[0][0], item[0][3]) == (377, b"\0\0\0\0")  # DIGEST
+    authorization = next(d for c, _, _, d in item if c == 380)
+    assert isinstance(authorization, list)
+    assert [c for c, _, _, _ in authorization] == [115, 104, 105, 109, 103, 111, 113, 116, 110, 114, 108]
+
+
+def test_maa_round_trip_with_challenge() -> None:
+    request = base.decode(sip_app.encode_mar(MAR, 0x10, 0x20), sip_app.GROUPED)
+    challenge = DigestChallenge(realm="example.com", nonce="abc", stale=True, opaque="o", domain="sip:example.com")
+    raw = sip_app.encode_maa(request, ME, MultimediaAuthAnswer(1001, challenge))
+    assert raw[4] == 0x40  # answer, P copied
+    nodes = tree(raw)
+    assert [c for c, _, _, _ in nodes] == [263, 268, 264, 296, 258, 277, 382, 376]
+    flat = flatten(nodes)
+    assert [c for c, _, _ in flat][-9:] == [377, 379, 104, 105, 119, 116, 120, 111, 110]
+    assert all(flags == 0x40 and vendor == 0 for _, flags, vendor in flat)
+    info, answer = sip_app.decode_maa(raw)
+    assert (info.hop_by_hop, info.end_to_end, info.session_id) == (0x10, 0x20, MAR.session_id)
+    assert (info.origin_host, info.origin_realm) == ("aaa.example.org", "example.org")
+    assert answer == MultimediaAuthAnswer(1001, challenge)
+
+
+def test_maa_success_and_error_message() -> None:
+    request = base.decode(sip_app.encode_mar(MAR, 1, 2), sip_app.GROUPED)
+    assert sip_app.decode_maa(sip_app.encode_maa(request, ME, MultimediaAuthAnswer(2001)))[1] == MultimediaAuthAnswer(
+        2001
+    )
+    answer = MultimediaAuthAnswer(5032, error_message="unknown user")
+    assert sip_app.decode_maa(sip_app.encode_maa(request, ME, answer))[1] == answer
+
+
+def test_maa_with_ha1_is_flow_b() -> None:
+    request = base.decode(sip_app.encode_mar(MAR, 1, 2), sip_app.GROUPED)
+    challenge = DigestChallenge(realm="r", nonce="n", ha1="0" * 32)
+    raw = sip_app.encode_maa(request, ME, MultimediaAuthAnswer(2001, challenge))
+    assert (121, 0x40, 0) in flatten(tree(raw))
+    _, answer = sip_app.decode_maa(raw)
+    assert answer.challenge is not None and answer.challenge.ha1 == "0" * 32
+
+
+def test_credentials_params_use_header_names() -> None:
+    assert CREDENTIALS.params() == {
+        "username": "alice",
+        "realm": "example.com",
+        "nonce": "n" * 48,
+        "uri": "sip:example.com",
+        "response": "0123456789abcdef0123456789abcdef",
+        "algorithm": "MD5",
+        "cnonce": "c0ffee",
+        "qop": "auth",
+        "nc": "00000001",
+        "opaque": "op",
+    }
+    minimal = DigestResponse("a", "r", "n", "u", "x")
+    assert set(minimal.params()) == {"username", "realm", "nonce", "uri", "response"}
+
+
+def test_sar_saa_round_trip_and_groups() -> None:
+    raw = sip_app.encode_sar(SAR, 5, 6)
+    assert int.from_bytes(raw[5:8], "big") == 284
+    request = base.decode(raw, sip_app.GROUPED)
+    assert sip_app.decode_sar(request) == SAR
+    data = sip_app.groups_user_data(["voicemail", "ünïcode"])
+    assert data == UserData("groups", "voicemail\nünïcode\n".encode())
+    saa = sip_app.encode_saa(request, ME, ServerAssignmentAnswer(2001, (data,)))
+    flat = flatten(tree(saa))
+    assert [c for c, _, _ in flat][-3:] == [389, 390, 391]
+    assert all(flags == 0x40 and vendor == 0 for _, flags, vendor in flat)
+    info, answer = sip_app.decode_saa(saa)
+    assert info.hop_by_hop == 5
+    assert answer == ServerAssignmentAnswer(2001, (data,))
+    assert sip_app.groups_of(answer.user_data) == ["voicemail", "ünïcode"]
+    assert sip_app.groups_of([UserData("other", b"x")]) is None
+    assert sip_app.groups_of([UserData("groups", b"")]) == []
+
+
+def mar_without(code: int) -> Message:
+    msg = base.decode(sip_app.encode_mar(MAR, 1, 2), sip_app.GROUPED)
+    return Message(msg.header, [a for a in msg.avps if a.code != code])
+
+
+@pytest.mark.parametrize("code", [263, 258, 277, 264, 296, 283, 122, 393])
+def test_mar_missing_mandatory_avp_is_5005(code: int) -> None:
+    with pytest.raises(RequestError) as err:
+        sip_app.decode_mar(mar_without(code))
+    assert err.value.result_code == 5005
+    assert err.value.failed_avp is not None and err.value.failed_avp.code == code
+
+
+def with_item(members: list) -> Message:
+    msg = mar_without(376)
+    msg.avps.append(base.avp_group(376, members))
+    return msg
+
+
+def test_authorization_missing_digest_response_is_5005() -> None:
+    authorization = base.avp_group(380, [base.avp(c, "x") for c in (115, 104, 105, 109)])
+    with pytest.raises(RequestError) as err:
+        sip_app.decode_mar(with_item([base.avp(377, 0), authorization]))
+    assert (err.value.result_code, err.value.failed_avp.code) == (5005, 103)  # type: ignore[union-attr]
+
+
+def test_item_without_scheme_is_5005_other_scheme_5037() -> None:
+    with pytest.raises(RequestError) as err:
+        sip_app.decode_mar(with_item([]))
+    assert err.value.result_code == 5005
+    with pytest.raises(RequestError) as err:
+        sip_app.decode_mar(with_item([base.avp(377, 1)]))
+    assert err.value.result_code == 5037
+
+
+def test_item_without_authorization_means_no_credentials() -> None:
+    assert sip_app.decode_mar(with_item([base.avp(377, 0)])).credentials is None
+
+
+def test_two_auth_data_items_are_5009() -> None:
+    msg = base.decode(sip_app.encode_mar(MAR, 1, 2), sip_app.GROUPED)
+    msg.avps.append(base.avp_group(376, [base.avp(377, 0)]))
+    with pytest.raises(RequestError) as err:
+        sip_app.decode_mar(msg)
+    assert err.value.result_code == 5009
+
+
+def test_non_utf8_method_is_5004() -> None:
+    msg = mar_without(393)
+    bad = base.avp(393, "x")
+    bad.payload = b"\xff"
+    msg.avps.append(bad)
+    with pytest.raises(RequestError) as err:
+        sip_app.decode_mar(msg)
+    assert err.value.result_code == 5004
+
+
+def test_hostile_answers() -> None:
+    request = base.decode(sip_app.encode_mar(MAR, 1, 2), sip_app.GROUPED)
+    raw = sip_app.encode_maa(request, ME, MultimediaAuthAnswer(1001, DigestChallenge("r", "n")))
+    with pytest.raises(DecodeError):
+        sip_app.decode_maa(raw[:-4])
+    with pytest.raises(DecodeError):
+        sip_app.decode_maa(sip_app.encode_mar(MAR, 1, 2))  # a request is not an answer
+    no_result = Message(request.header, [a for a in base.decode(raw, sip_app.GROUPED).avps if a.code != 268])
+    no_result.header.is_request = False
+    with pytest.raises(RequestError):
+        sip_app.decode_maa(no_result.as_bytes())
+    # a grouped AVP whose inner length lies: the stream is broken, not just the answer
+    broken = bytearray(raw)
+    pos = raw.index(bytes.fromhex("0000017b40"))  # SIP-Authenticate header
+    broken[pos + 8 + 5 : pos + 8 + 8] = (999).to_bytes(3, "big")
+    with pytest.raises(DecodeError):
+        sip_app.decode_maa(bytes(broken))
