@@ -9,10 +9,12 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -63,7 +65,7 @@ def _stop(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 10
 # --- the reference server -----------------------------------------------------------
 
 
-def server_cli(db: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+def server_cli(db: Path | str, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
         [PYTHON, "-m", "kamailio_auth_diameter.server", *args[:2], "--db", str(db), *args[2:]],
         cwd=ROOT,
@@ -78,7 +80,7 @@ def server_cli(db: Path, *args: str, stdin: str | None = None) -> subprocess.Com
 class ReferenceServer:
     """``python -m kamailio_auth_diameter.server serve`` on a port of its own."""
 
-    db: Path
+    db: Path | str  # an SQLite file or a postgresql:// URL
     log_path: Path
     port: int = field(default_factory=free_port)
     extra: tuple[str, ...] = ()
@@ -122,6 +124,90 @@ class ReferenceServer:
         if self.proc is not None:
             _stop(self.proc, sig)
             self.proc = None
+
+
+# --- PostgreSQL (the shared store) --------------------------------------------------
+
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+INITDB_ARGS = ("-A", "trust", "-U", "postgres", "-E", "UTF8", "--locale=C", "--no-sync")
+
+
+def _as_postgres(*cmd: str | Path, cwd: Path) -> None:
+    """A PostgreSQL tool as the postgres OS user: the server and initdb refuse root."""
+    r = subprocess.run(["runuser", "-u", "postgres", "--", *map(str, cmd)], cwd=cwd, capture_output=True, text=True)
+    if r.returncode != 0:
+        raise RuntimeError(f"{cmd[0]} failed ({r.returncode}): {r.stdout}{r.stderr}")
+
+
+@dataclass
+class Postgres:
+    """A PostgreSQL 15 of the test's own: initdb into a temporary directory owned by the
+    postgres user (pytest's own tmp dirs are root-only), TCP on 127.0.0.1 only, trust
+    authentication, one database. stop() keeps the data for start() to serve again
+    (the database going away and coming back); remove() also deletes it."""
+
+    log_path: Path
+    port: int = field(default_factory=free_port)
+    dbname: str = "auth"
+    base: Path | None = None
+    proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{self.dbname}"
+
+    def start(self, timeout: float = 20.0) -> Postgres:
+        if not (PG_BIN / "postgres").exists():
+            raise RuntimeError(f"no PostgreSQL 15 in {PG_BIN}: run scripts/bootstrap.sh")
+        fresh = self.base is None
+        if self.base is None:
+            self.base = Path(tempfile.mkdtemp(prefix="auth-diameter-pg-"))
+            for d in (self.base, self.base / "data", self.base / "sock"):
+                d.mkdir(exist_ok=True)
+                shutil.chown(d, "postgres", "postgres")
+            _as_postgres(PG_BIN / "initdb", "-D", self.base / "data", *INITDB_ARGS, cwd=self.base)
+        log = open(self.log_path, "ab")
+        data, sock = str(self.base / "data"), str(self.base / "sock")
+        self.proc = subprocess.Popen(
+            ["runuser", "-u", "postgres", "--", str(PG_BIN / "postgres"), "-D", data, "-k", sock, "-p", str(self.port),
+             "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"],
+            cwd=self.base,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        log.close()
+        deadline = time.monotonic() + timeout
+        ready = [str(PG_BIN / "pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres"]
+        while subprocess.run(ready).returncode != 0:
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"PostgreSQL did not start:\n{self.log_path.read_text(errors='replace')[-3000:]}")
+            time.sleep(0.1)
+        if fresh:
+            r = subprocess.run(
+                [str(PG_BIN / "createdb"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", self.dbname],
+                capture_output=True,
+                text=True,
+            )
+            assert r.returncode == 0, r.stderr
+        return self
+
+    def stop(self) -> None:
+        """Fast shutdown (SIGINT) of the postmaster by the pid in its postmaster.pid."""
+        if self.proc is None or self.base is None:
+            return
+        pid_file = self.base / "data" / "postmaster.pid"
+        if self.proc.poll() is None and pid_file.exists():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(pid_file.read_text().split()[0]), signal.SIGINT)
+        _stop(self.proc, signal.SIGINT, timeout=20)
+        self.proc = None
+
+    def remove(self) -> None:
+        self.stop()
+        if self.base is not None:
+            shutil.rmtree(self.base, ignore_errors=True)
+            self.base = None
 
 
 # --- Kamailio -----------------------------------------------------------------------

@@ -1,8 +1,11 @@
 """``python3 -m kamailio_auth_diameter.server``: serve, and manage users and groups.
 
-serve --db FILE [--legacy-listen HOST:PORT] [--diameter-listen HOST:PORT] [--peers any|HOST,HOST]
+serve --db FILE|URL [--legacy-listen HOST:PORT] [--diameter-listen HOST:PORT] [--peers any|HOST,HOST]
       [--allow CIDR ...] [--processes N]
-user add|del|list --db FILE ...      group add|del|list --db FILE ...
+user add|del|list --db FILE|URL ...      group add|del|list --db FILE|URL ...
+
+--db is an SQLite file, or a postgresql:// URL (needs the 'postgresql' extra) for
+several server instances sharing users, groups and nonces.
 """
 
 from __future__ import annotations
@@ -19,9 +22,11 @@ from ..nonce import NonceFactory
 from .app import LOOPBACK, Identity, LegacyServer, bind, serve
 from .auth import LegacyAuthority, SipAuthority
 from .diameter import DiameterResponder, parse_peers, serve_diameter
-from .store import SqliteStore, StoreError
+from .store import StoreError, open_store
 
 log = logging.getLogger("kamailio_auth_diameter.server")
+
+DB_HELP = "SQLite file, or postgresql://USER@HOST:PORT/DBNAME (tables created on first use)"
 
 
 def _hostport(text: str) -> tuple[str, int]:
@@ -57,7 +62,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("serve", help="answer Diameter requests")
-    s.add_argument("--db", required=True, help="SQLite file (created on first use)")
+    s.add_argument("--db", required=True, help=DB_HELP)
     s.add_argument(
         "--legacy-listen",
         type=_hostport,
@@ -110,18 +115,18 @@ def _parser() -> argparse.ArgumentParser:
         add = nsub.add_parser("add")
         dele = nsub.add_parser("del")
         for a in (add, dele):
-            a.add_argument("--db", required=True)
+            a.add_argument("--db", required=True, help=DB_HELP)
             for arg in args:
                 a.add_argument(arg.lower(), metavar=arg)
         if noun == "user":
             add.add_argument("password", metavar="PASSWORD", help="'-' reads it from standard input")
         lst = nsub.add_parser("list")
-        lst.add_argument("--db", required=True)
+        lst.add_argument("--db", required=True, help=DB_HELP)
     return p
 
 
 def _manage(args: argparse.Namespace) -> int:
-    store = SqliteStore(args.db)
+    store = open_store(args.db)
     try:
         if args.command == "user":
             if args.action == "add":
@@ -145,13 +150,13 @@ def _manage(args: argparse.Namespace) -> int:
 
 
 def _run_process(args: argparse.Namespace, reuse_port: bool) -> None:
-    store = SqliteStore(args.db)
+    store = open_store(args.db)
     nonces = NonceFactory(store.nonce_secret(), lifetime=args.nonce_lifetime)
     allow = [] if args.allow and None in args.allow else list(args.allow or LOOPBACK)
     identity = Identity(args.origin_host, args.origin_realm)
     server = LegacyServer(LegacyAuthority(store, nonces), identity, allow)
     sock = bind(*args.legacy_listen, reuse_port=reuse_port)
-    log.info("legacy listener on %s:%d (pid %d, db %s)", *args.legacy_listen, os.getpid(), args.db)
+    log.info("legacy listener on %s:%d (pid %d, db %s)", *args.legacy_listen, os.getpid(), store.where)
     responder = None
     if args.diameter_listen:
         responder = DiameterResponder(SipAuthority(store, nonces), identity, args.peers)
@@ -177,7 +182,7 @@ def _run_process(args: argparse.Namespace, reuse_port: bool) -> None:
 def _serve(args: argparse.Namespace) -> int:
     if args.processes < 1 or args.nonce_lifetime < 1:
         raise StoreError("--processes and --nonce-lifetime must be at least 1")
-    SqliteStore(args.db).close()  # create the schema and fail early on a bad path
+    open_store(args.db).close()  # create the schema and fail early on a bad path or URL
     if args.pid_file:
         with open(args.pid_file, "w") as f:
             f.write(f"{os.getpid()}\n")

@@ -1,8 +1,8 @@
 """asyncio wiring: the legacy listener, one small Protocol per connection.
 
 A connection is one Kamailio worker. Requests are answered in order as they
-arrive; the store lookups are short synchronous SQLite reads, so the event loop
-does everything and needs no threads. Anything hostile (a bad frame, an
+arrive; the store lookups are short synchronous reads (SQLite, or PostgreSQL with
+bounded waits: see store_pg), so the event loop does everything and needs no threads. Anything hostile (a bad frame, an
 undecodable message, a request without SIP-MSGID) closes that connection only.
 """
 

@@ -10,11 +10,16 @@ expired nonce -> 4001 with stale=true; an unknown user -> 5003; a correct respon
 -> 2001. Service '8': 2001 or 4001.
 
 RFC 4740 (Flow A, the server checks the digest): see :class:`SipAuthority`.
+
+A store that cannot answer (:class:`~.store.StoreUnavailable`: the database is down
+or slow) fails that one request with 5012 in either dialect, and is logged; the
+connection and the server go on, and the next request asks the store again.
 """
 
 from __future__ import annotations
 
 import enum
+import logging
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -25,12 +30,16 @@ from ..nonce import NonceFactory, NonceState
 from ..sip.credentials import CredentialsError, parse_credentials
 from ..sip.uri import UriError, parse_uri
 from ..wire import base, legacy, sip_app
-from .store import UserHashes
+from .store import StoreUnavailable, UserHashes
+
+log = logging.getLogger("kamailio_auth_diameter.server")
 
 _SAFE_REALM = re.compile(r"[A-Za-z0-9.\-_:\[\]]+")
 
 
 class Store(Protocol):
+    """What the decisions read; each may raise StoreUnavailable."""
+
     def user_hashes(self, username: str, realm: str) -> UserHashes | None: ...
 
     def in_group(self, name: str, group: str) -> bool: ...
@@ -108,10 +117,14 @@ class LegacyAuthority:
 
     def decide(self, request: legacy.Message) -> Verdict:
         service = (request.first(legacy.AVP_SERVICE_TYPE) or b"")[:1]
-        if service == legacy.SERVICE_AUTH:
-            return self._authenticate(request)
-        if service == legacy.SERVICE_GROUP:
-            return self._group(request)
+        try:
+            if service == legacy.SERVICE_AUTH:
+                return self._authenticate(request)
+            if service == legacy.SERVICE_GROUP:
+                return self._group(request)
+        except StoreUnavailable as exc:
+            log.error("store failed, answering 5012: %s", exc)
+            return Verdict(legacy.RESULT_UNABLE_TO_COMPLY, reason=f"store failed: {exc}")
         return Verdict(legacy.RESULT_UNABLE_TO_COMPLY, reason=f"unsupported Service-Type {service!r}")
 
     def _authenticate(self, request: legacy.Message) -> Verdict:
@@ -171,6 +184,22 @@ class SipAuthority:
         return sip_app.MultimediaAuthAnswer(result_code, challenge, error_message=error)
 
     def multimedia_auth(self, req: sip_app.MultimediaAuthRequest) -> sip_app.MultimediaAuthAnswer:
+        try:
+            return self._multimedia_auth(req)
+        except StoreUnavailable as exc:
+            log.error("store failed, answering 5012: %s", exc)
+            return sip_app.MultimediaAuthAnswer(base.RESULT_UNABLE_TO_COMPLY, error_message="user database unavailable")
+
+    def server_assignment(self, req: sip_app.ServerAssignmentRequest) -> sip_app.ServerAssignmentAnswer:
+        try:
+            return self._server_assignment(req)
+        except StoreUnavailable as exc:
+            log.error("store failed, answering 5012: %s", exc)
+            return sip_app.ServerAssignmentAnswer(
+                base.RESULT_UNABLE_TO_COMPLY, error_message="user database unavailable"
+            )
+
+    def _multimedia_auth(self, req: sip_app.MultimediaAuthRequest) -> sip_app.MultimediaAuthAnswer:
         # The realm is the SIP-AOR's domain, not Destination-Realm: Destination-Realm is
         # the Diameter routing realm (one AAA realm may serve many SIP domains, and a
         # relay routes on it), while users are kept per SIP domain, which is also the
@@ -202,7 +231,7 @@ class SipAuthority:
             return self._challenge(realm, base.RESULT_AUTHENTICATION_REJECTED, error=v.reason)
         return self._challenge(realm, challenge_code, stale=v.check is DigestCheck.STALE)
 
-    def server_assignment(self, req: sip_app.ServerAssignmentRequest) -> sip_app.ServerAssignmentAnswer:
+    def _server_assignment(self, req: sip_app.ServerAssignmentRequest) -> sip_app.ServerAssignmentAnswer:
         if req.assignment_type != sip_app.ASSIGNMENT_NO_ASSIGNMENT:
             return sip_app.ServerAssignmentAnswer(
                 base.RESULT_UNABLE_TO_COMPLY,

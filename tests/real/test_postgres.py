@@ -1,0 +1,219 @@
+"""The PostgreSQL store with a PostgreSQL of the test's own: management through the CLI,
+two reference-server processes sharing one database (nonces, users and groups
+across them), and the database going away and coming back while they serve.
+
+PostgreSQL is required here: when it cannot be started the fixture errors, it
+never skips.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from kamailio_auth_diameter import digest
+from kamailio_auth_diameter.server.store import UserHashes
+from kamailio_auth_diameter.server.store_pg import PostgresStore
+from kamailio_auth_diameter.sip.credentials import parse_credentials
+from kamailio_auth_diameter.sip.uri import parse_uri
+from kamailio_auth_diameter.wire import legacy
+from tests.harness import Postgres, ReferenceServer, server_cli
+from tests.unit import test_store as contract
+
+REALM = "example.com"
+NONCE_RE = re.compile(rb'nonce="([0-9a-f]+)"')
+
+
+@pytest.fixture(scope="module")
+def pg(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Postgres]:
+    p = Postgres(log_path=tmp_path_factory.mktemp("postgres") / "postgres.log")
+    try:
+        yield p.start()
+    finally:
+        p.remove()
+
+
+@pytest.fixture
+def store(pg: Postgres) -> Iterator[PostgresStore]:
+    """A store on an emptied database: the tests below share one server."""
+    s = PostgresStore(pg.url)
+    for user, realm in s.users():
+        s.delete_user(user, realm)
+    for name, group in s.groups():
+        s.delete_group(name, group)
+    yield s
+    s.close()
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        contract.test_add_user_stores_both_hashes,
+        contract.test_lookup_is_exact,
+        contract.test_add_replaces_password,
+        contract.test_list_and_delete_users,
+        contract.test_delete_unknown_user_raises,
+        contract.test_empty_password_rejected,
+        contract.test_groups,
+        contract.test_user_groups_for_the_group_check,
+    ],
+    ids=lambda f: f.__name__,
+)
+def test_same_semantics_as_sqlite(store: PostgresStore, case: Callable[[PostgresStore], None]) -> None:
+    case(store)
+
+
+def test_nonce_secret_is_created_once_and_shared(pg: Postgres) -> None:
+    a, b = PostgresStore(pg.url), PostgresStore(pg.url)
+    assert len(a.nonce_secret()) == 32
+    assert a.nonce_secret() == b.nonce_secret()
+    a.close()
+    b.close()
+
+
+def test_cli_manages_users_and_groups_with_sqlite_messages(pg: Postgres, store: PostgresStore, tmp_path: Path) -> None:
+    def ok(*args: str, stdin: str | None = None) -> str:
+        r = server_cli(pg.url, *args, stdin=stdin)
+        assert r.returncode == 0, r.stderr
+        return r.stdout
+
+    def refused(*args: str) -> str:
+        """Refused on PostgreSQL with the very message SQLite gives."""
+        on_pg, on_sqlite = server_cli(pg.url, *args), server_cli(tmp_path / "same.db", *args)
+        assert on_pg.returncode == on_sqlite.returncode == 1
+        assert on_pg.stderr == on_sqlite.stderr
+        return on_pg.stderr
+
+    ok("user", "add", "dave", REALM, "pw1")
+    ok("user", "add", "erin", REALM, "-", stdin="pw2\n")
+    assert ok("user", "list") == f"dave\t{REALM}\nerin\t{REALM}\n"
+    assert store.user_hashes("erin", REALM) == UserHashes(
+        digest.ha1("erin", REALM, "pw2"), digest.ha1(f"erin@{REALM}", REALM, "pw2")
+    )
+    ok("user", "del", "dave", REALM)
+    assert refused("user", "del", "dave", REALM) == f"error: no user 'dave' in realm '{REALM}'\n"
+    assert "must be the user part only" in refused("user", "add", "dave@example.com", REALM, "pw")
+    ok("group", "add", "erin", "voicemail")
+    assert ok("group", "list") == "erin\tvoicemail\n"
+    ok("group", "del", "erin", "voicemail")
+    assert refused("group", "del", "erin", "voicemail") == "error: 'erin' is not in group 'voicemail'\n"
+    bad = server_cli("postgresql://postgres@127.0.0.1:1/nowhere", "user", "list")
+    assert bad.returncode == 1 and bad.stderr.startswith("error: cannot open database postgresql://127.0.0.1:1/")
+
+
+# --- two servers, one database ---------------------------------------------------------
+
+
+class LegacyClient:
+    """One persistent connection to a server's legacy listener, as a Kamailio worker keeps."""
+
+    def __init__(self, port: int) -> None:
+        self._sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        self._msgid = 0
+
+    def ask(self, raw_for_msgid: Callable[[int], bytes]) -> legacy.Answer:
+        self._msgid += 1
+        self._sock.sendall(raw_for_msgid(self._msgid))
+        buf = b""
+        while len(buf) < 4 or len(buf) < int.from_bytes(buf[1:4], "big"):
+            chunk = self._sock.recv(65536)
+            assert chunk, "the server closed the connection"
+            buf += chunk
+        answer = legacy.decode_answer(buf)
+        assert answer.msgid == self._msgid
+        return answer
+
+    def challenge(self) -> str:
+        answer = self.ask(lambda msgid: _auth_request(msgid, None))
+        assert answer.result_code == 4001 and answer.challenge is not None
+        m = NONCE_RE.search(answer.challenge)
+        assert m
+        return m.group(1).decode()
+
+    def authenticate(self, user: str, password: str, nonce: str) -> int | None:
+        return self.ask(lambda msgid: _auth_request(msgid, _credentials(user, password, nonce))).result_code
+
+    def in_group(self, user: str, group: str) -> int | None:
+        return self.ask(lambda msgid: legacy.encode_group_request(REALM, msgid, group, user.encode())).result_code
+
+    def close(self) -> None:
+        self._sock.close()
+
+
+def _credentials(user: str, password: str, nonce: str) -> str:
+    d = digest.DigestInput(
+        method="REGISTER", uri="sip:example.com", nonce=nonce, qop="auth", nc="00000001", cnonce="c0ffee"
+    )
+    response = digest.response(digest.ha1(user, REALM, password), d)
+    return (
+        f'Digest username="{user}", realm="{REALM}", nonce="{nonce}", uri="sip:example.com", '
+        f'response="{response}", qop=auth, nc=00000001, cnonce="c0ffee"'
+    )
+
+
+def _auth_request(msgid: int, body: str | None) -> bytes:
+    cred = parse_credentials(body) if body is not None else None
+    identity = parse_uri("sip:alice@example.com")
+    return legacy.encode_auth_request(parse_uri("sip:example.com"), identity, msgid, cred, "REGISTER")
+
+
+@pytest.fixture(scope="module")
+def servers(pg: Postgres, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ReferenceServer, ...]]:
+    tmp = tmp_path_factory.mktemp("shared")
+    a = ReferenceServer(db=pg.url, log_path=tmp / "a.log", extra=("-v",))
+    b = ReferenceServer(db=pg.url, log_path=tmp / "b.log", extra=("-v",))
+    a.add_user("alice", REALM, "secret")
+    a.add_group("alice", "voicemail")
+    a.start()
+    try:
+        b.start()
+        yield a, b
+    finally:
+        b.stop()
+        a.stop()
+
+
+def test_nonces_users_and_groups_are_shared(servers: tuple[ReferenceServer, ...]) -> None:
+    a, b = (LegacyClient(s.port) for s in servers)
+    assert a.authenticate("alice", "secret", b.challenge()) == 2001
+    assert b.authenticate("alice", "secret", a.challenge()) == 2001
+    assert b.authenticate("alice", "wrong", a.challenge()) == 4001
+    assert a.in_group("alice", "voicemail") == b.in_group("alice", "voicemail") == 2001
+    # a user and a group added while both serve: seen by both at once
+    assert a.authenticate("frank", "pw", a.challenge()) == 5003
+    servers[0].add_user("frank", REALM, "pw")
+    servers[1].add_group("frank", "admins")
+    assert b.authenticate("frank", "pw", a.challenge()) == 2001
+    assert a.authenticate("frank", "pw", b.challenge()) == 2001
+    assert a.in_group("frank", "admins") == b.in_group("frank", "admins") == 2001
+    assert a.in_group("frank", "voicemail") == 4001
+    a.close()
+    b.close()
+
+
+def test_database_away_is_5012_then_recovers(pg: Postgres, servers: tuple[ReferenceServer, ...]) -> None:
+    a = LegacyClient(servers[0].port)
+    nonce = a.challenge()
+    assert a.authenticate("alice", "secret", nonce) == 2001
+    pg.stop()
+    try:
+        assert a.authenticate("alice", "secret", nonce) == 5012
+        assert a.in_group("alice", "voicemail") == 5012
+        assert a.challenge()  # needs no lookup: still served
+    finally:
+        pg.start()
+    deadline = time.monotonic() + 15
+    while (code := a.authenticate("alice", "secret", nonce)) != 2001 and time.monotonic() < deadline:
+        assert code == 5012
+        time.sleep(0.2)
+    assert code == 2001  # on the same connection: neither it nor the server was harmed
+    assert LegacyClient(servers[1].port).authenticate("alice", "secret", nonce) == 2001
+    a.close()
+    assert all(s.proc is not None and s.proc.poll() is None for s in servers)
+    log = Path(servers[0].log_path).read_text()
+    assert "store failed, answering 5012" in log and "Traceback" not in log
