@@ -5,23 +5,11 @@ from __future__ import annotations
 import re
 
 import pytest
+from conftest import Clock
 
 from kamailio_auth_diameter.nonce import NONCE_LEN, NonceFactory, NonceState
 
 SECRET = b"0123456789abcdef0123456789abcdef"
-
-
-class Clock:
-    def __init__(self, now: float = 1_700_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import Clock
 
 from kamailio_auth_diameter import digest
 from kamailio_auth_diameter.nonce import NonceFactory
@@ -19,19 +20,6 @@ from kamailio_auth_diameter.wire import legacy
 REALM = "example.com"
 PASSWORD = "s3cret"
 CHALLENGE_RE = re.compile(rb'Digest realm="([^"]*)", nonce="([0-9a-f]{48})", qop="auth"(, stale=true)?\r\n')
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_700_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import Clock
 from diameter.message import Message
 
 from kamailio_auth_diameter import digest
@@ -33,19 +34,6 @@ REALM = "example.com"
 PASSWORD = "s3cret"
 ME = Identity("aaa.example.org", "example.org")
 PEER = Identity("kamailio.example.org", "example.org")
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_700_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
 
 
 @pytest.fixture
