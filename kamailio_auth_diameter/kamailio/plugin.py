@@ -84,7 +84,7 @@ class AuthDiameter:
         if isinstance(plan, Outcome):
             return plan
         try:
-            request = legacy.encode_auth_request(plan.ruri, plan.identity, msgid, plan.credentials, method)
+            request = legacy.encode_auth_request(plan.ruri, plan.identity, msgid, plan.credentials, plan.method)
         except legacy.LegacyError as exc:
             self._error(f"authorize: cannot build the request: {exc}")
             return outcome.SERVER_ERROR
