@@ -44,6 +44,7 @@ class AuthContext:
     ruri: SipUri
     identity: SipUri  # To for REGISTER, From otherwise
     credentials: Credentials | None
+    realm: str = ""  # the script's realm, or the one derived from To/From when it passed none
 
 
 def is_exempt(method: str) -> bool:
@@ -71,7 +72,7 @@ def plan(req: SipRequest, realm: str, proxy: bool) -> AuthContext | Outcome:
         return outcome.NO_REPLY_ERROR
     if cred is not None and cred.realm.lower() != identity.host.lower():
         return outcome.NO_REPLY_ERROR
-    return AuthContext(method=req.method, ruri=ruri, identity=identity, credentials=cred)
+    return AuthContext(method=req.method, ruri=ruri, identity=identity, credentials=cred, realm=realm)
 
 
 def result_outcome(result: Result, challenge: bytes | None, proxy: bool) -> Outcome:

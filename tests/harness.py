@@ -11,6 +11,7 @@ import os
 import re
 import shutil
 import signal
+import site
 import socket
 import subprocess
 import sys
@@ -26,6 +27,9 @@ EXAMPLE_CFG = ROOT / "kamailio.cfg.example"
 SCENARIOS = ROOT / "tests" / "sipp"
 HANDLER = ROOT / "kamailio_auth_diameter" / "kamailio" / "handler.py"
 PYTHON = sys.executable
+# Kamailio embeds /usr/bin/python3; the handler in this source tree puts the tree on its
+# path, and this puts the venv's packages (python-diameter) there too.
+SITE_PACKAGES = os.pathsep.join(site.getsitepackages())
 
 
 def free_port() -> int:
@@ -271,7 +275,7 @@ class Kamailio:
             cwd=self.run_dir,
             stdout=log,
             stderr=subprocess.STDOUT,
-            env={**os.environ, **self.env},
+            env={**os.environ, "PYTHONPATH": SITE_PACKAGES, **self.env},
             start_new_session=True,
         )
         log.close()

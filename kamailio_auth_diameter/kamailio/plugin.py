@@ -11,14 +11,18 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from typing import Any
 
 from .. import __version__, authorize, group, outcome
 from ..outcome import Outcome
-from ..settings import Settings
+from ..settings import Settings, SettingsError
+from ..settings import parse as parse_settings
 from ..sip.credentials import Credentials
+from ..transport.client import DiameterClient, LocalPeer, resolve_identity
 from ..transport.stream import StreamTransport, TransportError
-from ..wire import legacy
+from ..transport.tls import client_context
+from ..wire import base, legacy, sip_app
 from . import cfgfile
 from .config import CfgSettings
 from .request import read_auth_request
@@ -34,6 +38,11 @@ class AuthDiameter:
         self._clock = clock
         self._transport = StreamTransport(clock=clock)
         self._configured: Settings | None = None  # the settings the transport was last given
+        self._rank: int | None = None  # Kamailio's process rank, from child_init
+        self._client: DiameterClient | None = None  # rfc4740 mode
+        self._client_settings: Settings | None = None
+        self._client_identity: tuple[str, str, str] = ("", "", "")
+        self._sessions: base.SessionIds | None = None
         self._group_params: dict[str, group.GroupQuery] = {}
         # credentials authorized for the message being processed, for who=Credentials
         self._authorized_msgid: int | None = None
@@ -43,7 +52,9 @@ class AuthDiameter:
     # --- app_python3 callbacks ------------------------------------------------------
 
     def child_init(self, rank: int) -> int:
-        """Nothing to do: the connection is opened lazily by the first request."""
+        """Remember the rank (it names this worker's Diameter identity); connections
+        are opened by the first request that needs them."""
+        self._rank = rank if isinstance(rank, int) else None
         return 0
 
     def diameter_www_authorize(self, msg: Any, realm: str = "") -> int:
@@ -83,13 +94,15 @@ class AuthDiameter:
         plan = authorize.plan(req, realm, proxy)
         if isinstance(plan, Outcome):
             return plan
+        settings = self._cfg.refresh()
+        if settings is None:
+            return outcome.SERVER_ERROR
+        if settings.protocol == "rfc4740":
+            return self._decide_rfc4740(settings, plan, proxy, msgid, start)
         try:
             request = legacy.encode_auth_request(plan.ruri, plan.identity, msgid, plan.credentials, plan.method)
         except legacy.LegacyError as exc:
             self._error(f"authorize: cannot build the request: {exc}")
-            return outcome.SERVER_ERROR
-        settings = self._cfg.refresh()
-        if settings is None:
             return outcome.SERVER_ERROR
         answer = self._exchange(settings, request, msgid, start)
         if answer is None:
@@ -103,11 +116,57 @@ class AuthDiameter:
         decided = authorize.result_outcome(result, answer.challenge, proxy)
         if decided is outcome.SERVER_ERROR and result is authorize.Result.CHALLENGE:
             self._error("authorize: refused a challenge that is empty, not UTF-8 or has CR/LF/NUL inside")
-        if decided is outcome.PASS and plan.credentials is not None:
+        self._remember(decided, plan.credentials, proxy, msgid)
+        return decided
+
+    def _remember(self, decided: Outcome, credentials: Credentials | None, proxy: bool, msgid: int) -> None:
+        """Credentials that passed, for diameter_is_user_in("Credentials,...") on the same message."""
+        if decided is outcome.PASS and credentials is not None:
             if self._authorized_msgid != msgid:
                 self._authorized_msgid = msgid
                 self._authorized = {}
-            self._authorized[proxy] = plan.credentials
+            self._authorized[proxy] = credentials
+
+    def _decide_rfc4740(
+        self, settings: Settings, plan: authorize.AuthContext, proxy: bool, msgid: int, start: float
+    ) -> Outcome:
+        client = self._rfc4740_client(settings)
+        if client is None:
+            return outcome.SERVER_ERROR
+        origin_host, origin_realm, destination_realm = self._client_identity
+        assert self._sessions is not None
+        try:
+            mar = sip_app.mar_for(
+                plan, plan.realm, self._sessions(), base.Identity(origin_host, origin_realm), destination_realm
+            )
+        except sip_app.IncompleteCredentials as exc:
+            self._error(f"authorize: {exc}")
+            return outcome.BAD_REQUEST
+        if mar is None:
+            self._error("authorize: cannot build the MAR: the URI has no host or there is no realm")
+            return outcome.SERVER_ERROR
+
+        def build(hop: int, e2e: int, retransmit: bool) -> bytes:
+            return sip_app.encode_mar(mar, hop, e2e, retransmit)
+
+        frame = self._request(client, settings, build, start)
+        if frame is None:
+            return outcome.SERVER_ERROR
+        try:
+            _, answer = sip_app.decode_maa(frame)
+        except (base.DecodeError, base.RequestError) as exc:
+            self._error(f"authorize: unusable MAA: {exc}")
+            return outcome.SERVER_ERROR
+        result = sip_app.auth_result(answer)
+        if result is authorize.Result.SERVER_ERROR:
+            self._error(f"authorize: server answered Result-Code {answer.result_code}")
+        value = None
+        if result is authorize.Result.CHALLENGE and answer.challenge is not None:
+            value = sip_app.challenge_value(answer.challenge)
+            if value is None:
+                self._error("authorize: refused a challenge whose values would break the header")
+        decided = authorize.result_outcome(result, value, proxy)
+        self._remember(decided, plan.credentials, proxy, msgid)
         return decided
 
     def _send(self, result: Outcome) -> int:
@@ -147,6 +206,8 @@ class AuthDiameter:
         plan = group.plan(query.who, uri, ruri, authorized, bool(settings.use_domain))
         if isinstance(plan, int):
             return plan
+        if settings.protocol == "rfc4740":
+            return self._is_user_in_rfc4740(settings, plan, query.group)
         try:
             request = legacy.encode_group_request(plan.destination_realm, msgid, query.group, plan.user_name)
         except legacy.LegacyError as exc:
@@ -156,6 +217,77 @@ class AuthDiameter:
         if answer is None:
             return group.ERROR
         return group.USER_IN if answer.result_code == legacy.RESULT_SUCCESS else group.ERROR
+
+    def _is_user_in_rfc4740(self, settings: Settings, plan: group.GroupContext, wanted: str) -> int:
+        """SAR NO_ASSIGNMENT for the user's "groups" SIP-User-Data (see wire/sip_app.py)."""
+        client = self._rfc4740_client(settings)
+        if client is None:
+            return group.ERROR
+        origin_host, origin_realm, destination_realm = self._client_identity
+        assert self._sessions is not None
+        sar = sip_app.ServerAssignmentRequest(
+            session_id=self._sessions(),
+            origin_host=origin_host,
+            origin_realm=origin_realm,
+            destination_realm=destination_realm,
+            assignment_type=sip_app.ASSIGNMENT_NO_ASSIGNMENT,
+            user_name=plan.user_name.decode("utf-8", "replace"),
+            supported_user_data_types=(sip_app.GROUPS_USER_DATA_TYPE,),
+        )
+
+        def build(hop: int, e2e: int, retransmit: bool) -> bytes:
+            return sip_app.encode_sar(sar, hop, e2e, retransmit)
+
+        frame = self._request(client, settings, build, self._clock())
+        if frame is None:
+            return group.ERROR
+        try:
+            _, answer = sip_app.decode_saa(frame)
+        except (base.DecodeError, base.RequestError) as exc:
+            self._error(f"diameter_is_user_in: unusable SAA: {exc}")
+            return group.ERROR
+        if answer.result_code not in (base.RESULT_SUCCESS, sip_app.RESULT_SUCCESS_SERVER_NAME_NOT_STORED):
+            if answer.result_code != sip_app.RESULT_ERROR_USER_UNKNOWN:
+                self._error(f"diameter_is_user_in: server answered Result-Code {answer.result_code}")
+            return group.ERROR
+        groups = sip_app.groups_of(answer.user_data)
+        if groups is None:
+            self._error("diameter_is_user_in: SAA without a 'groups' SIP-User-Data")
+            return group.ERROR
+        return group.USER_IN if wanted in groups else group.ERROR
+
+    # --- rfc4740 peer ---------------------------------------------------------------
+
+    def _rfc4740_client(self, settings: Settings) -> DiameterClient | None:
+        """This worker's client, rebuilt when its identity settings change."""
+        if settings is self._client_settings and self._client is not None:
+            return self._client
+        identity = resolve_identity(settings, self._rank)
+        try:
+            if self._client is None or identity != self._client_identity:
+                if self._client is not None:
+                    self._client.close()
+                local = LocalPeer(base.Identity(identity[0], identity[1]), (sip_app.APP_SIP,), int(time.time()))
+                self._client = DiameterClient(local, clock=self._clock)
+                self._client.offset = self._rank if self._rank is not None and self._rank > 0 else os.getpid()
+                self._client_identity = identity
+                self._sessions = base.SessionIds(identity[0])
+            self._client.configure(settings)
+        except SettingsError as exc:
+            self._error(f"rfc4740 settings unusable: {exc}")
+            self._client_settings = None
+            return None
+        self._client_settings = settings
+        return self._client
+
+    def _request(
+        self, client: DiameterClient, settings: Settings, build: Callable[[int, int, bool], bytes], start: float
+    ) -> bytes | None:
+        try:
+            return client.request(build, start, settings.answer_timeout / 1000.0)
+        except TransportError as exc:
+            self._error(f"Diameter exchange failed: {exc}")
+            return None
 
     # --- shared ---------------------------------------------------------------------
 
@@ -204,6 +336,9 @@ def create(ksr: Any) -> AuthDiameter:
     path, defines = cfgfile.from_command_line(cfgfile.read_own_command_line())
     declared = cfgfile.scan(path, defines, _read_text)
     cfg = CfgSettings.at_startup(ksr, declared)
+    literal = parse_settings({k: v for k, v in declared.values.items() if v is not cfgfile.UNRESOLVED})
+    if literal.protocol == "rfc4740" and literal.use_tls:
+        client_context(literal)  # a TLS file that cannot be used stops Kamailio now, named
     names = ", ".join(declared.values) or "none, all defaults"
     ksr.info(
         f"auth_diameter: plugin {__version__} from {_PACKAGE_DIR} ready; "

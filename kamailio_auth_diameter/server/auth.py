@@ -200,17 +200,10 @@ class SipAuthority:
             )
 
     def _multimedia_auth(self, req: sip_app.MultimediaAuthRequest) -> sip_app.MultimediaAuthAnswer:
-        # The realm is the SIP-AOR's domain, not Destination-Realm: Destination-Realm is
-        # the Diameter routing realm (one AAA realm may serve many SIP domains, and a
-        # relay routes on it), while users are kept per SIP domain, which is also the
-        # realm the UA is challenged in, as on the legacy path.
-        try:
-            realm = parse_uri(req.sip_aor).host
-        except UriError:
-            realm = ""
+        realm = _digest_realm(req)
         if not _SAFE_REALM.fullmatch(realm):
             return sip_app.MultimediaAuthAnswer(
-                base.RESULT_INVALID_AVP_VALUE, error_message=f"SIP-AOR {req.sip_aor!r} has no usable domain"
+                base.RESULT_INVALID_AVP_VALUE, error_message=f"no usable realm in User-Name or SIP-AOR {req.sip_aor!r}"
             )
         registrar = req.server_uri is not None
         challenge_code = (
@@ -251,3 +244,21 @@ class SipAuthority:
                 sip_app.RESULT_ERROR_USER_UNKNOWN, error_message=f"unknown user {req.user_name!r}"
             )
         return sip_app.ServerAssignmentAnswer(base.RESULT_SUCCESS, (sip_app.groups_user_data(groups),))
+
+
+def _digest_realm(req: sip_app.MultimediaAuthRequest) -> str:
+    """The digest realm a MAR is about; never Destination-Realm, which is the Diameter
+    routing realm (one AAA realm serves many SIP domains, and relays route on it).
+
+    With credentials, the realm the UA answered in (the nonce is bound to it, so a
+    forged one fails the check). Without, the realm of an NAI User-Name (user@realm:
+    how our plugin passes the realm its script chose), else the SIP-AOR's domain.
+    """
+    if req.credentials is not None:
+        return req.credentials.realm
+    if req.user_name and "@" in req.user_name:
+        return req.user_name.rpartition("@")[2]
+    try:
+        return parse_uri(req.sip_aor).host
+    except UriError:
+        return ""

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from diameter.message import Message
 from diameter.message.avp import Avp
 
+from ..authorize import AuthContext, Result
+from ..sip.uri import SipUri
 from . import base
 from .base import RequestError
 
@@ -430,3 +432,106 @@ def decode_saa(raw: bytes) -> tuple[base.AnswerInfo, ServerAssignmentAnswer]:
         error_message=info.error_message,
     )
     return info, answer
+
+
+# --- the plugin's side: SIP request -> MAR/SAR, MAA -> verdict ------------------------
+
+# RFC 4740 names no code for a bad response; the base protocol's 4001 and 5003 and the
+# application's "who is that" codes all mean the user is refused, not that we failed.
+REFUSED_RESULTS = frozenset({base.RESULT_AUTHENTICATION_REJECTED, 5003, RESULT_ERROR_USER_UNKNOWN, 5033})
+_UNSAFE_IN_QUOTES = frozenset('"\\\r\n\0')
+_REQUIRED_DIGEST = ("username", "realm", "nonce", "uri", "response")  # SIP-Authorization's {AVPs}
+
+
+class IncompleteCredentials(ValueError):
+    """Credentials that lack what SIP-Authorization requires: the UA's fault, 400."""
+
+
+def aor(uri: SipUri) -> str | None:
+    """The URI as an address of record (no port, no parameters); None without a host."""
+    if not uri.host:
+        return None
+    return f"sip:{uri.user}@{uri.host}" if uri.user else f"sip:{uri.host}"
+
+
+def mar_for(
+    ctx: AuthContext, realm: str, session_id: str, origin: base.Identity, destination_realm: str
+) -> MultimediaAuthRequest | None:
+    """The MAR asking about one SIP request (RFC 4740 §8.7), or None if it cannot be built.
+
+    SIP-AOR is the To URI for REGISTER and the Request-URI otherwise (§8.7). The
+    realm the script passed travels as the domain of User-Name while there are no
+    credentials (an NAI, user@realm: RFC 4740 has no other place for it and the
+    server needs it to challenge); with credentials User-Name is the digest username,
+    as §9.14 requires. SIP-Server-URI is never sent: we are not a registrar (§8.7).
+    IncompleteCredentials if the credentials lack a parameter SIP-Authorization needs.
+    """
+    sip_aor = aor(ctx.identity if ctx.method == "REGISTER" else ctx.ruri)
+    if sip_aor is None or not realm:
+        return None
+    cred = ctx.credentials
+    credentials = None
+    if cred is not None:
+        p = cred.params
+        missing = [name for name in _REQUIRED_DIGEST if not p.get(name)]
+        if missing:
+            raise IncompleteCredentials(f"credentials without {', '.join(missing)}")
+        credentials = DigestResponse(
+            username=p["username"],
+            realm=p["realm"],
+            nonce=p["nonce"],
+            uri=p["uri"],
+            response=p["response"],
+            algorithm=p.get("algorithm"),
+            cnonce=p.get("cnonce"),
+            qop=p.get("qop"),
+            nonce_count=p.get("nc"),
+            method=ctx.method,
+            opaque=p.get("opaque"),
+        )
+    user = cred.username if cred is not None else f"{ctx.identity.user}@{realm}" if ctx.identity.user else None
+    return MultimediaAuthRequest(
+        session_id=session_id,
+        origin_host=origin.origin_host,
+        origin_realm=origin.origin_realm,
+        destination_realm=destination_realm,
+        sip_aor=sip_aor,
+        sip_method=ctx.method,
+        user_name=user,
+        credentials=credentials,
+    )
+
+
+def auth_result(answer: MultimediaAuthAnswer) -> Result:
+    """RFC 4740 §10 as a verdict: a challenge (1001, 2008, or any success carrying
+    SIP-Authenticate), authorized (2001/2006 without one), refused, or our failure."""
+    code = answer.result_code
+    if code == base.RESULT_MULTI_ROUND_AUTH or (2000 <= code < 3000 and answer.challenge is not None):
+        return Result.CHALLENGE if answer.challenge is not None else Result.SERVER_ERROR
+    if code in (base.RESULT_SUCCESS, RESULT_SUCCESS_SERVER_NAME_NOT_STORED):
+        return Result.AUTHORIZED
+    if code in REFUSED_RESULTS:
+        return Result.NOT_AUTHORIZED
+    return Result.SERVER_ERROR
+
+
+def challenge_value(c: DigestChallenge) -> bytes | None:
+    """The WWW-/Proxy-Authenticate value for a challenge, quotes put back (§9.5);
+    None if a value would break out of its quotes or the header."""
+    params = [("realm", c.realm, True), ("nonce", c.nonce, True)]
+    if c.opaque is not None:
+        params.append(("opaque", c.opaque, True))
+    if c.domain is not None:
+        params.append(("domain", c.domain, True))
+    if c.stale:
+        params.append(("stale", "true", False))
+    if c.algorithm is not None:
+        params.append(("algorithm", c.algorithm, False))
+    if c.qop is not None:
+        params.append(("qop", c.qop, True))
+    parts = []
+    for name, value, quoted in params:
+        if not value or _UNSAFE_IN_QUOTES & set(value) or (not quoted and (" " in value or "," in value)):
+            return None
+        parts.append(f'{name}="{value}"' if quoted else f"{name}={value}")
+    return ("Digest " + ", ".join(parts)).encode()

@@ -15,6 +15,10 @@ BOUNDS = {
     "answer_timeout": (1, 60000),
     "connect_timeout": (1, 60000),
     "reconnect_interval": (0, 3600000),
+    "failover_timeout": (1, 60000),
+    "reconnect_max": (0, 3600000),
+    "watchdog_interval": (6000, 3600000),
+    "use_tls": (0, 1),
 }
 INT_NAMES = tuple(BOUNDS)
 
@@ -27,6 +31,18 @@ def test_defaults() -> None:
         answer_timeout=2000,
         connect_timeout=500,
         reconnect_interval=1000,
+        protocol="legacy",
+        peers="",
+        origin_host="",
+        origin_realm="",
+        destination_realm="",
+        failover_timeout=1000,
+        reconnect_max=10000,
+        watchdog_interval=30000,
+        tls=0,
+        tls_ca_file="",
+        tls_cert_file="",
+        tls_key_file="",
     )
 
 
@@ -121,9 +137,40 @@ def test_all_set() -> None:
             "answer_timeout": 100,
             "connect_timeout": 50,
             "reconnect_interval": 0,
+            "protocol": "rfc4740",
+            "peers": "aaa1:3868,aaa2",
+            "origin_host": "sip1.example.com",
+            "origin_realm": "example.com",
+            "destination_realm": "aaa.example.com",
+            "failover_timeout": "80",
+            "reconnect_max": 5000,
+            "watchdog_interval": 6000,
+            "use_tls": 1,
+            "tls_ca_file": "/etc/ca.pem",
+            "tls_cert_file": "/etc/c.pem",
+            "tls_key_file": "/etc/k.pem",
         }
     )
-    assert s == Settings("10.0.0.1", 3868, 1, 100, 50, 0)
+    assert s == Settings(
+        "10.0.0.1",
+        3868,
+        1,
+        100,
+        50,
+        0,
+        "rfc4740",
+        "aaa1:3868,aaa2",
+        "sip1.example.com",
+        "example.com",
+        "aaa.example.com",
+        80,
+        5000,
+        6000,
+        1,
+        "/etc/ca.pem",
+        "/etc/c.pem",
+        "/etc/k.pem",
+    )
 
 
 def test_settings_error_is_value_error() -> None:
@@ -134,3 +181,39 @@ def test_settings_are_frozen() -> None:
     s = settings.parse({})
     with pytest.raises(dataclasses.FrozenInstanceError):
         s.use_domain = 1  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("protocol", "diameter"),
+        ("peers", "a b"),
+        ("peers", "aaa:70000"),
+        ("peers", "aaa,aaa:3868"),
+        ("peers", "[::1"),
+        ("origin_host", "kam..example.com"),
+        ("origin_realm", "-example.com"),
+        ("destination_realm", "exa mple.com"),
+        ("tls_ca_file", "a\0b"),
+    ],
+)
+def test_bad_text_names_the_setting(name: str, value: str) -> None:
+    with pytest.raises(SettingsError, match=rf"auth_diameter\.{name}\b"):
+        settings.parse({name: value})
+
+
+def test_peers_default_to_the_c_modules_host_and_port() -> None:
+    s = settings.parse({"diameter_client_host": "aaa", "diameter_client_port": 3001})
+    assert settings.peer_addresses(s) == (settings.PeerAddress("aaa", 3001),)
+
+
+def test_peers_list_with_default_ports() -> None:
+    s = settings.parse({"peers": " aaa1.example.com, [::1]:3870 ,10.0.0.1:3869"})
+    assert [str(p) for p in settings.peer_addresses(s)] == ["aaa1.example.com:3868", "[::1]:3870", "10.0.0.1:3869"]
+    tls = settings.parse({"peers": "aaa1.example.com", "use_tls": 1})
+    assert settings.peer_addresses(tls) == (settings.PeerAddress("aaa1.example.com", 5658),)
+
+
+def test_empty_identities_mean_derived() -> None:
+    s = settings.parse({"origin_host": "", "protocol": "rfc4740", "origin_realm": "example.com"})
+    assert (s.origin_host, s.origin_realm, s.protocol) == ("", "example.com", "rfc4740")

@@ -1,0 +1,60 @@
+"""Which peer gets the next request, and for how long a failed one is left alone; pure.
+
+Load sharing is round robin per worker, each worker starting at its own offset, so
+N workers spread over M peers at once and every request moves on to the next peer.
+A peer whose connect failed is skipped for a back-off that doubles with every
+consecutive failure, from ``interval`` up to ``ceiling`` (RFC 6733's Tc is the
+retry period of an agent with its own timers; a worker only retries when a request
+needs the peer). A peer that refused us outright (wrong realm, no common
+application, DPR BUSY) waits the whole ceiling at once. A peer that did not answer
+in time is skipped for ``interval``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+
+@dataclass(slots=True)
+class _Health:
+    failures: int = 0
+    down_until: float = 0.0
+
+
+class Routing:
+    def __init__(self, count: int, offset: int, clock: Callable[[], float]) -> None:
+        self._clock = clock
+        self._health = [_Health() for _ in range(count)]
+        self._next = offset % count if count else 0
+        self.interval = 1.0
+        self.ceiling = 10.0
+
+    def candidates(self) -> list[int]:
+        """Usable peers, the round-robin choice first; empty when every peer is backing off."""
+        n = len(self._health)
+        first = self._next
+        self._next = (first + 1) % n
+        now = self._clock()
+        order = [(first + k) % n for k in range(n)]
+        return [i for i in order if self._health[i].down_until <= now]
+
+    def down_for(self, index: int) -> float:
+        """Seconds before the peer is tried again (0 when it is usable)."""
+        return max(0.0, self._health[index].down_until - self._clock())
+
+    def failed(self, index: int, retry_soon: bool = True) -> None:
+        """A connect failed or the peer refused or dropped us: back off, doubling each time."""
+        h = self._health[index]
+        h.failures += 1
+        delay = min(self.interval * 2 ** min(h.failures - 1, 30), self.ceiling) if retry_soon else self.ceiling
+        h.down_until = self._clock() + max(delay, self.interval)
+
+    def silent(self, index: int) -> None:
+        """No answer before the peer's time ran out: leave it for ``interval``."""
+        self._health[index].down_until = self._clock() + self.interval
+
+    def succeeded(self, index: int) -> None:
+        h = self._health[index]
+        h.failures = 0
+        h.down_until = 0.0

@@ -1,0 +1,225 @@
+"""A blocking connection to one Diameter peer, driven from inside SIP requests.
+
+The I/O shell around :class:`~..peer_state.PeerProtocol`. Kamailio 5.6 runs no
+Python while a worker waits for SIP, so whatever the peer sent while we were idle
+(a DWR, a DPR, its FIN after it gave up on us) is read at the start of the next
+exchange, before the request goes out: DWRs are answered, and a connection the
+peer closed is replaced by a new one (connect, TLS, CER/CEA) within the request's
+own deadline. Nothing sent to an idle worker can make a request fail.
+
+Every wait is bounded by the deadline the caller passes; Nagle stays on (RFC 3539
+§3.2), which costs nothing here because a request, and a DWR that rides with it,
+go out in one write.
+"""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import time
+from collections.abc import Callable
+
+from ..peer_state import Disconnected, PeerError, PeerProtocol, State, hop_by_hop_of
+from ..settings import PeerAddress
+from ..wire.framing import Framer, FramingError
+from .stream import TransportError
+
+DPA_WAIT = 0.1  # seconds we wait for the DPA when we close a connection ourselves
+
+
+class PeerDown(TransportError):
+    """The connection failed or was refused; ``sent`` says whether the request went out."""
+
+    def __init__(self, message: str, sent: bool, retry_soon: bool = True) -> None:
+        super().__init__(message)
+        self.sent = sent
+        self.retry_soon = retry_soon
+
+
+class PeerTimeout(TransportError):
+    """The request went out and no answer came before the deadline."""
+
+
+class PeerLink:
+    """``make_protocol(local_address)`` builds the state machine of each new connection
+    (the CER names the address the connection really uses)."""
+
+    def __init__(
+        self,
+        address: PeerAddress,
+        make_protocol: Callable[[str], PeerProtocol],
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.address = address
+        self._make_protocol = make_protocol
+        self._clock = clock
+        self._sock: socket.socket | None = None
+        self._framer = Framer()
+        self.protocol: PeerProtocol | None = None
+        self.connect_timeout = 0.5
+        self.tls: ssl.SSLContext | None = None
+        self.connections = 0  # opened so far, for the tests and the log
+
+    @property
+    def connected(self) -> bool:
+        return self._sock is not None
+
+    def close(self, disconnect: bool = True) -> None:
+        """Close, after a DPR and a short wait for its DPA when the connection is open."""
+        sock, proto = self._sock, self.protocol
+        if sock is None:
+            return
+        self._sock = None
+        self.protocol = None
+        self._framer.clear()
+        try:
+            if disconnect and proto is not None and proto.state is State.OPEN:
+                sock.settimeout(DPA_WAIT)
+                sock.sendall(proto.disconnect())
+                sock.recv(65536)  # the DPA, or nothing: we close either way
+        except OSError:
+            pass
+        finally:
+            sock.close()
+
+    def _down(self, message: str, sent: bool, retry_soon: bool = True) -> PeerDown:
+        self.close(disconnect=False)
+        return PeerDown(f"{self.address}: {message}", sent, retry_soon)
+
+    # --- opening ------------------------------------------------------------------
+
+    def _open(self, deadline: float) -> None:
+        timeout = min(self.connect_timeout, deadline - self._clock())
+        if timeout <= 0:
+            raise PeerDown(f"{self.address}: no time left to connect", sent=False)
+        try:
+            sock = socket.create_connection((self.address.host, self.address.port), timeout=timeout)
+        except OSError as exc:
+            raise PeerDown(f"{self.address}: connect failed: {exc}", sent=False) from None
+        try:
+            if self.tls is not None:
+                sock.settimeout(max(deadline - self._clock(), 0.001))
+                sock = self.tls.wrap_socket(sock, server_hostname=self.address.host)
+        except (OSError, ssl.SSLError) as exc:
+            sock.close()
+            raise PeerDown(f"{self.address}: TLS handshake failed: {exc}", sent=False) from None
+        self._sock = sock
+        self.connections += 1
+        proto = self._make_protocol(sock.getsockname()[0])
+        self.protocol = proto
+        try:
+            self._send(proto.start(), deadline, sent=False)
+            while proto.state is State.WAIT_CEA:
+                self._read(deadline, sent=False)
+                self._process(deadline, sent=False, hop=None)
+        except PeerTimeout:
+            raise self._down("no CEA before the deadline", sent=False) from None
+        except PeerError as exc:
+            raise self._down(str(exc), sent=False, retry_soon=exc.retry_soon) from None
+
+    # --- the exchange -------------------------------------------------------------
+
+    def exchange(self, build: Callable[[int], bytes], deadline: float) -> bytes:
+        """Send ``build(hop_by_hop)`` and return the frame that answers it.
+
+        PeerDown: the connection could not be opened, or failed (``sent`` tells whether
+        the request may have reached the peer). PeerTimeout: no answer in time; the
+        connection is closed, since a late answer would only be thrown away.
+        """
+        if self._sock is not None:
+            try:
+                self._drain(deadline)
+            except PeerDown:
+                pass  # closed while we were idle: a new connection below
+        if self._sock is None:
+            self._open(deadline)
+        proto = self.protocol
+        assert proto is not None
+        hop = proto.hop_by_hop()
+        data = build(hop)
+        watchdog = proto.watchdog()
+        self._send(data if watchdog is None else watchdog + data, deadline, sent=False)
+        try:
+            while True:
+                answer = self._process(deadline, sent=True, hop=hop)
+                if answer is not None:
+                    return answer
+                self._read(deadline, sent=True)
+        except PeerTimeout:
+            self.close(disconnect=False)
+            raise PeerTimeout(f"{self.address}: no answer before the deadline") from None
+
+    def _drain(self, deadline: float) -> None:
+        """Whatever the peer sent while we were idle, without waiting for more."""
+        sock = self._sock
+        assert sock is not None
+        while True:
+            sock.settimeout(0.0)
+            try:
+                data = sock.recv(65536)
+            except (BlockingIOError, ssl.SSLWantReadError):
+                return
+            except OSError as exc:
+                raise self._down(f"connection failed while idle: {exc}", sent=False) from None
+            if not data:
+                raise self._down("peer closed the connection while we were idle", sent=False)
+            self._framer.feed(data)
+            self._process(deadline, sent=False, hop=None)
+
+    def _process(self, deadline: float, sent: bool, hop: int | None) -> bytes | None:
+        """Hand every complete frame to the protocol; the answer to ``hop`` if it came."""
+        proto = self.protocol
+        assert proto is not None
+        while True:
+            try:
+                frame = self._framer.next_message()
+            except FramingError as exc:
+                raise self._down(f"bad framing: {exc}", sent) from None
+            if frame is None:
+                return None
+            try:
+                received = proto.receive(frame)
+            except Disconnected as exc:
+                try:
+                    self._send(exc.dpa, deadline, sent)
+                except TransportError:
+                    pass
+                raise self._down(str(exc), sent, exc.retry_soon) from None
+            except PeerError as exc:
+                raise self._down(str(exc), sent, exc.retry_soon) from None
+            if received.reply is not None:
+                self._send(received.reply, deadline, sent)
+            if received.answer is not None and hop is not None and hop_by_hop_of(received.answer) == hop:
+                return received.answer
+            # any other answer is a late one to a request that already timed out: dropped
+
+    def _read(self, deadline: float, sent: bool) -> None:
+        sock = self._sock
+        assert sock is not None
+        remaining = deadline - self._clock()
+        if remaining <= 0:
+            raise PeerTimeout(str(self.address))
+        sock.settimeout(remaining)
+        try:
+            data = sock.recv(65536)
+        except (TimeoutError, ssl.SSLWantReadError):
+            raise PeerTimeout(str(self.address)) from None
+        except OSError as exc:
+            raise self._down(f"receive failed: {exc}", sent) from None
+        if not data:
+            raise self._down("peer closed the connection", sent)
+        self._framer.feed(data)
+
+    def _send(self, data: bytes, deadline: float, sent: bool) -> None:
+        sock = self._sock
+        assert sock is not None
+        remaining = deadline - self._clock()
+        if remaining <= 0:
+            raise PeerTimeout(str(self.address))
+        sock.settimeout(remaining)
+        try:
+            sock.sendall(data)
+        except TimeoutError:
+            raise self._down("send timed out", sent=True) from None
+        except OSError as exc:
+            raise self._down(f"send failed: {exc}", sent) from None
