@@ -39,7 +39,7 @@ def test_defaults() -> None:
         failover_timeout=1000,
         reconnect_max=10000,
         watchdog_interval=30000,
-        tls=0,
+        use_tls=0,
         tls_ca_file="",
         tls_cert_file="",
         tls_key_file="",

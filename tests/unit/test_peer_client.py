@@ -1,0 +1,225 @@
+"""transport/client + transport/peer against scripted peers on 127.0.0.1: failover, idle, watchdog, refusals."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+from diameter.message import Message
+
+from kamailio_auth_diameter import settings
+from kamailio_auth_diameter.transport.client import DiameterClient, LocalPeer, worker_identity
+from kamailio_auth_diameter.transport.stream import TransportError
+from kamailio_auth_diameter.wire import base, sip_app
+from kamailio_auth_diameter.wire.base import Identity
+from tests.fake_peer import CLOSE, SILENT, FakePeer, answer_mar
+
+ME = Identity("w1.kamailio.example.com", "example.com")
+T_FLAG = base.FLAG_RETRANSMIT
+
+
+@pytest.fixture
+def peers() -> Iterator[list[FakePeer]]:
+    made: list[FakePeer] = []
+    yield made
+    for p in made:
+        p.stop()
+
+
+def new_peer(peers: list[FakePeer], **kw) -> FakePeer:
+    p = FakePeer(**kw)
+    peers.append(p)
+    return p
+
+
+def client(*ports: int, **values: object) -> DiameterClient:
+    c = DiameterClient(LocalPeer(ME, (6,), 42))
+    raw = {"protocol": "rfc4740", "peers": ",".join(f"127.0.0.1:{p}" for p in ports), **values}
+    c.configure(settings.parse(raw))
+    return c
+
+
+def mar(hop: int, e2e: int, retransmit: bool) -> bytes:
+    req = sip_app.MultimediaAuthRequest("s;1;2", ME.origin_host, ME.origin_realm, "example.com", "sip:a@b", "INVITE")
+    return sip_app.encode_mar(req, hop, e2e, retransmit)
+
+
+def ask(c: DiameterClient, timeout: float = 1.0) -> int:
+    frame = c.request(mar, time.monotonic(), timeout)
+    return sip_app.decode_maa(frame)[1].result_code
+
+
+def test_worker_identity() -> None:
+    assert worker_identity("kamailio.example.com", 3, 99) == "w3.kamailio.example.com"
+    assert worker_identity("kamailio.example.com", -2, 99) == "p99.kamailio.example.com"
+    assert worker_identity("kamailio.example.com", None, 99) == "p99.kamailio.example.com"
+
+
+def test_cer_then_requests_on_one_connection(peers: list[FakePeer]) -> None:
+    p = new_peer(peers)
+    c = client(p.port)
+    assert [ask(c) for _ in range(3)] == [2006] * 3
+    assert len(p.connections) == 1 and len(p.requests()) == 3
+    cer = p.cers[0]
+    assert cer.identity == ME and cer.auth_application_ids == (6,) and cer.host_ip_addresses == ("127.0.0.1",)
+    assert cer.origin_state_id == 42
+
+
+def test_load_is_shared_round_robin(peers: list[FakePeer]) -> None:
+    a, b = new_peer(peers), new_peer(peers)
+    c = client(a.port, b.port)
+    for _ in range(10):
+        ask(c)
+    assert (len(a.requests()), len(b.requests())) == (5, 5)
+
+
+def test_dwr_received_while_idle_is_answered_before_the_next_request(peers: list[FakePeer]) -> None:
+    p = new_peer(peers)
+    c = client(p.port)
+    ask(c)
+    p.push(base.encode_dwr(p.identity, 1, 777, 778))
+    time.sleep(0.05)
+    assert ask(c) == 2006
+    time.sleep(0.05)
+    dwa = p.answers(base.CMD_DEVICE_WATCHDOG)
+    assert [r.hop_by_hop for r in dwa] == [777]
+    assert len(p.connections) == 1
+
+
+def test_connection_closed_while_idle_is_replaced_within_the_request(peers: list[FakePeer]) -> None:
+    p = new_peer(peers)
+    c = client(p.port)
+    ask(c)
+    p.drop_connections()
+    time.sleep(0.05)
+    assert ask(c) == 2006
+    assert len(p.connections) == 2
+    assert not any(r.flags & T_FLAG for r in p.requests())  # nothing was lost, so nothing is a re-send
+
+
+def test_silence_longer_than_tw_sends_a_dwr_with_the_request(peers: list[FakePeer]) -> None:
+    p = new_peer(peers)
+    c = client(p.port, watchdog_interval=6000)
+    ask(c)
+    link = c.links[0]
+    assert link.protocol is not None
+    link.protocol.last_received -= 7.0
+    assert ask(c) == 2006
+    assert len(p.requests(base.CMD_DEVICE_WATCHDOG)) == 1
+    assert link.protocol.watchdogs_answered == 1
+
+
+def test_silent_peer_fails_over_with_t_flag_and_same_end_to_end(peers: list[FakePeer]) -> None:
+    a = new_peer(peers, behaviour=lambda m: SILENT)
+    b = new_peer(peers)
+    c = client(a.port, b.port, failover_timeout=100, answer_timeout=2000)
+    start = time.monotonic()
+    assert ask(c, timeout=2.0) == 2006
+    assert time.monotonic() - start < 1.0
+    first, second = a.requests()[0], b.requests()[0]
+    assert not first.flags & T_FLAG and second.flags & T_FLAG
+    assert first.end_to_end == second.end_to_end
+    # the silent peer is left alone for reconnect_interval: the next request goes to b at once
+    assert ask(c) == 2006 and len(a.requests()) == 1
+
+
+def test_peer_dying_with_the_request_fails_over(peers: list[FakePeer]) -> None:
+    a = new_peer(peers, behaviour=lambda m: CLOSE)
+    b = new_peer(peers)
+    c = client(a.port, b.port)
+    assert ask(c) == 2006
+    first, second = a.requests()[0], b.requests()[0]
+    assert second.flags & T_FLAG and first.end_to_end == second.end_to_end
+
+
+def test_3002_is_re_sent_without_t_flag(peers: list[FakePeer]) -> None:
+    def unable(msg: Message) -> bytes:
+        return base.encode_answer(msg, Identity("relay.example.com", "example.com"), 3002)
+
+    a = new_peer(peers, behaviour=unable)
+    b = new_peer(peers)
+    c = client(a.port, b.port)
+    assert ask(c) == 2006
+    first, second = a.requests()[0], b.requests()[0]
+    assert not second.flags & T_FLAG and first.end_to_end == second.end_to_end
+
+
+def test_only_one_re_send(peers: list[FakePeer]) -> None:
+    trio = [new_peer(peers, behaviour=lambda m: CLOSE) for _ in range(3)]
+    c = client(*(p.port for p in trio))
+    with pytest.raises(TransportError, match="closed"):
+        ask(c)
+    assert sum(len(p.requests()) for p in trio) == 2
+
+
+def test_refused_cer_moves_to_the_next_peer_without_a_re_send(peers: list[FakePeer]) -> None:
+    a = new_peer(peers, cea_result=3010)
+    b = new_peer(peers)
+    c = client(a.port, b.port)
+    assert ask(c) == 2006
+    assert not b.requests()[0].flags & T_FLAG
+    assert c.links[0].connected is False
+
+
+def test_dead_peer_is_skipped_and_all_dead_fails_at_once(peers: list[FakePeer]) -> None:
+    b = new_peer(peers)
+    dead = FakePeer()
+    dead.stop()
+    c = client(dead.port, b.port, reconnect_interval=5000)
+    assert ask(c) == 2006 and ask(c) == 2006
+    b.stop()
+    with pytest.raises(TransportError):
+        ask(c)
+    start = time.monotonic()
+    with pytest.raises(TransportError, match="backing off"):
+        ask(c)
+    assert time.monotonic() - start < 0.1
+
+
+def test_dpr_is_answered_and_the_next_request_reconnects(peers: list[FakePeer]) -> None:
+    p = new_peer(peers)
+    c = client(p.port)
+    ask(c)
+    p.push(base.encode_dpr(p.identity, 0, 555, 556))
+    time.sleep(0.05)
+    assert ask(c) == 2006
+    assert [r.hop_by_hop for r in p.answers(base.CMD_DISCONNECT_PEER)] == [555]
+    assert len(p.connections) == 2
+
+
+def test_garbage_closes_the_connection_and_fails_over(peers: list[FakePeer]) -> None:
+    a = new_peer(peers, behaviour=lambda m: b"\x02garbage-garbage-garbage")
+    b = new_peer(peers)
+    c = client(a.port, b.port)
+    assert ask(c) == 2006
+    assert b.requests()[0].flags & T_FLAG
+
+
+def test_late_answer_of_another_request_is_dropped(peers: list[FakePeer]) -> None:
+    def twice(msg: Message) -> bytes:
+        stale = base.decode(answer_mar(msg, Identity("aaa.example.com", "example.com"), 5012))
+        stale.header.hop_by_hop_identifier ^= 1
+        return stale.as_bytes() + answer_mar(msg, Identity("aaa.example.com", "example.com"))
+
+    p = new_peer(peers, behaviour=twice)
+    assert ask(client(p.port)) == 2006
+
+
+def test_single_silent_peer_fails_within_the_deadline(peers: list[FakePeer]) -> None:
+    p = new_peer(peers, behaviour=lambda m: SILENT)
+    c = client(p.port)
+    start = time.monotonic()
+    with pytest.raises(TransportError, match="no answer"):
+        ask(c, timeout=0.3)
+    assert time.monotonic() - start < 0.8
+
+
+def test_changed_peer_list_replaces_connections_with_a_dpr(peers: list[FakePeer]) -> None:
+    a, b = new_peer(peers), new_peer(peers)
+    c = client(a.port)
+    ask(c)
+    c.configure(settings.parse({"protocol": "rfc4740", "peers": f"127.0.0.1:{b.port}"}))
+    time.sleep(0.05)
+    assert len(a.requests(base.CMD_DISCONNECT_PEER)) == 1
+    assert ask(c) == 2006 and len(b.requests()) == 1
