@@ -1,0 +1,122 @@
+"""RFC 4740 mode with two servers: load sharing, a server killed under load, a server restarted.
+
+Both reference servers share one user database (and so one nonce secret): a
+challenge made by one is checked by the other, as with a shared PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import re
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.harness import Kamailio, ReferenceServer, example_kamailio, free_port, sipp
+from tests.real.conftest import GROUPS, USERS
+from tests.real.test_rfc4740 import rfc4740_defines
+
+pytestmark = pytest.mark.kamailio
+
+
+def mar_count(server: ReferenceServer) -> int:
+    return len(re.findall(r"command 286 from", server.log_path.read_text(errors="replace")))
+
+
+@pytest.fixture
+def pair(tmp_path: Path) -> Iterator[tuple[ReferenceServer, ReferenceServer]]:
+    db = tmp_path / "users.db"
+    servers = []
+    for name in ("a", "b"):
+        s = ReferenceServer(db=db, log_path=tmp_path / f"server-{name}.log", diameter_port=free_port())
+        s.extra = ("--origin-host", f"aaa-{name}.example.com", "--origin-realm", "example.com", "-v")
+        servers.append(s)
+    for user in USERS:
+        servers[0].add_user(*user)
+    for member in GROUPS:
+        servers[0].add_group(*member)
+    for s in servers:
+        s.start()
+    yield servers[0], servers[1]
+    for s in servers:
+        s.stop()
+
+
+@pytest.fixture
+def kamailio(tmp_path: Path, pair: tuple[ReferenceServer, ReferenceServer]) -> Iterator[Kamailio]:
+    a, b = pair
+    assert a.diameter_port and b.diameter_port
+    k = example_kamailio(tmp_path / "kamailio", a.port, children=4, **rfc4740_defines(a.diameter_port, b.diameter_port))
+    k.start()
+    yield k
+    k.stop()
+    k.assert_no_crash()
+
+
+def test_requests_are_shared_between_the_servers(kamailio, pair, tmp_path):
+    r = sipp(
+        "register_auth",
+        kamailio.sip_port,
+        run_dir=tmp_path / "sipp",
+        auth_user="alice",
+        password="secret",
+        calls=100,
+        rate=200,
+    )
+    assert r.returncode == 0, r.output
+    a, b = (mar_count(s) for s in pair)
+    assert a + b >= 200 and min(a, b) >= 60, (a, b)  # and the readiness probe's OPTIONS
+
+
+def test_a_server_killed_under_load_loses_nothing(kamailio, pair, tmp_path):
+    a, b = pair
+    killer = threading.Timer(1.0, lambda: a.stop(signal.SIGKILL))
+    killer.start()
+    r = sipp(
+        "register_auth",
+        kamailio.sip_port,
+        run_dir=tmp_path / "sipp",
+        auth_user="alice",
+        password="secret",
+        calls=600,
+        rate=200,
+        extra=("-recv_timeout", "2000"),
+    )
+    killer.join()
+    assert r.returncode == 0, r.output
+    assert "Diameter exchange failed" not in kamailio.log()
+    assert mar_count(b) > 600
+
+
+def test_a_restarted_server_takes_its_share_again(kamailio, pair, tmp_path):
+    a = pair[0]
+    a.stop()
+    r = sipp(
+        "register_auth",
+        kamailio.sip_port,
+        run_dir=tmp_path / "s1",
+        auth_user="alice",
+        password="secret",
+        calls=50,
+        rate=200,
+    )
+    assert r.returncode == 0, r.output
+    before = mar_count(a)
+    a.start()
+    # past the back-off of a peer that refused connections once or twice (1 s, then 2 s)
+    time.sleep(2.2)
+    r = sipp(
+        "register_auth",
+        kamailio.sip_port,
+        run_dir=tmp_path / "s2",
+        auth_user="alice",
+        password="secret",
+        calls=100,
+        rate=200,
+    )
+    assert r.returncode == 0, r.output
+    assert mar_count(a) - before >= 60
+    assert "Diameter exchange failed" not in kamailio.log()
