@@ -5,7 +5,11 @@ tests/sipp/register_auth.xml (REGISTER -> 401 -> REGISTER with digest -> 200) ag
 
 * ``noauth``: bench/noauth.cfg, a static 401 / 200 and no Diameter (the ceiling);
 * ``c``:      bench/c_module.cfg, the C module auth_diameter.so + the reference server;
-* ``plugin``: kamailio.cfg.example (the Python plugin) + the reference server.
+* ``plugin``: kamailio.cfg.example (the Python plugin) + the reference server, legacy wire format;
+* ``rfc4740``: the same plugin as an RFC 6733 peer speaking RFC 4740 to the server directly;
+* ``rfc4740-fd``: the same through freeDiameterd relaying to the server (tests/freediameter.py).
+
+``--standard`` runs noauth, plugin, rfc4740 and rfc4740-fd and prints their ratios.
 
 For each: flows/s, Kamailio CPU us per flow (utime+stime of the main process and all
 its children, /proc/PID/stat, before/after), reference-server and sipp CPU, failed
@@ -54,7 +58,11 @@ MODES = {
     "noauth": ("no-auth (static 401/200)", BENCH / "noauth.cfg", False),
     "c": ("C auth_diameter.so", BENCH / "c_module.cfg", True),
     "plugin": ("Python plugin", h.EXAMPLE_CFG, True),
+    "rfc4740": ("plugin, RFC 4740 direct", h.EXAMPLE_CFG, True),
+    "rfc4740-fd": ("plugin, RFC 4740 via freeDiameter", h.EXAMPLE_CFG, True),
 }
+STANDARD_MODES = "noauth,plugin,rfc4740,rfc4740-fd"
+ORIGIN_HOST = "kamailio.example.com"
 USER, DOMAIN, PASSWORD = "alice", "example.com", "secret"
 C_LEAK_MB_PER_1000 = 1.9  # bug B11: pkg used+overhead with -x tlsf, all workers together
 NO_CREDENTIALS = "diam_pre_auth(): credentials with given realm not found"
@@ -289,12 +297,27 @@ def run_mode(mode: str, nproc: int, args: argparse.Namespace, work: Path, ceilin
     if mode == "plugin" and args.handler:
         defines["AUTH_DIAMETER_HANDLER"] = f'"{Path(args.handler).resolve()}"'
     if uses_server:
+        rfc4740 = mode.startswith("rfc4740")
         server = h.ReferenceServer(
-            db=run_dir / "users.sqlite", log_path=run_dir / "server.log", extra=("--processes", str(nproc))
+            db=run_dir / "users.sqlite",
+            log_path=run_dir / "server.log",
+            extra=("--processes", str(nproc), "--origin-host", "aaa.example.com", "--origin-realm", DOMAIN),
+            diameter_port=h.free_port() if rfc4740 else None,
         )
         server.add_user(USER, DOMAIN, PASSWORD)
         defines |= {"DIAMETER_HOST": '"127.0.0.1"', "DIAMETER_PORT": str(server.port)}
         things.append(server)
+        if rfc4740:
+            peer_port = server.diameter_port
+            if mode == "rfc4740-fd":
+                agent = relay(run_dir, server)
+                things.append(agent)
+                peer_port = agent.port
+            defines |= {
+                "DIAMETER_PROTOCOL": '"rfc4740"',
+                "DIAMETER_PEERS": f'"127.0.0.1:{peer_port}"',
+                "ORIGIN_HOST": f'"{ORIGIN_HOST}"',
+            }
     k = h.Kamailio(cfg=cfg, run_dir=run_dir / "kamailio", defines=defines, memory="tlsf", extra_args=tuple(extra))
     things.append(k)
 
@@ -363,6 +386,14 @@ def run_mode(mode: str, nproc: int, args: argparse.Namespace, work: Path, ceilin
     return res
 
 
+def relay(run_dir: Path, server: h.ReferenceServer):
+    """freeDiameterd relaying between Kamailio's workers and the server (tests/freediameter.py)."""
+    from tests.freediameter import FreeDiameter
+
+    assert server.diameter_port is not None
+    return FreeDiameter.for_bench(run_dir / "freediameter", [("127.0.0.1", server.diameter_port, "aaa.example.com")])
+
+
 # --- report ------------------------------------------------------------------------
 
 
@@ -416,6 +447,16 @@ def ratios(results: list[Result]) -> list[str]:
             out.append(f"plugin/C Kamailio CPU per flow{tag}: {cpu:.2f}  (target <= 2: {met_cpu})")
         if plugin and noauth and noauth.rate:
             out.append(f"plugin/no-auth flows/s{tag}: {plugin.rate / noauth.rate:.2f}")
+        pairs = (("rfc4740", "plugin"), ("rfc4740", "c"), ("rfc4740-fd", "rfc4740"), ("rfc4740-fd", "c"))
+        for mode, base_mode in pairs:
+            r, b = pick(mode, nproc), pick(base_mode, nproc)
+            if r and b and r.flows and b.flows and b.rate:
+                cpu = r.per_flow(r.kam_cpu_us) / b.per_flow(b.kam_cpu_us)
+                out.append(f"{mode}/{base_mode}{tag}: flows/s {r.rate / b.rate:.2f}, Kamailio CPU per flow {cpu:.2f}")
+        for mode in ("rfc4740", "rfc4740-fd"):
+            r = pick(mode, nproc)
+            if r and r.flows and noauth and noauth.rate:
+                out.append(f"{mode}/no-auth flows/s{tag}: {r.rate / noauth.rate:.2f}")
     for r in results:
         if r.mode == "plugin" and len(r.mem) >= 2:
             g = r.growth("rss_kb", 1.0)
@@ -460,7 +501,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--warmup", type=int, default=10000, help="flows before the measurement (default 10000)")
     p.add_argument("--children", type=int, default=4, help="Kamailio children= (default 4)")
-    p.add_argument("--modes", default=None, help="comma list of noauth,c,plugin (default all; plugin with --memory)")
+    p.add_argument(
+        "--modes", default=None, help=f"comma list of {','.join(MODES)} (default noauth,c,plugin; plugin with --memory)"
+    )
+    p.add_argument("--standard", action="store_true", help=f"the standard comparison: --modes {STANDARD_MODES}")
     p.add_argument(
         "--server-processes", default="1", help="comma list of reference-server --processes values (default 1)"
     )
@@ -483,7 +527,9 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     args.flows = args.flows or (100_000 if args.memory else 0)
     args.samples = max(1, args.samples or (5 if args.memory else 1))
-    modes = (args.modes or ("plugin" if args.memory else "noauth,c,plugin")).split(",")
+    modes = (args.modes or (STANDARD_MODES if args.standard else "plugin" if args.memory else "noauth,c,plugin")).split(
+        ","
+    )
     nprocs = [int(n) for n in args.server_processes.split(",")]
     for m in modes:
         if m not in MODES:

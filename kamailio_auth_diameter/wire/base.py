@@ -17,6 +17,7 @@ dictionary, so the legacy dialect's private AVPs 400-406 cannot clash here.
 from __future__ import annotations
 
 import os
+import struct
 import time
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
@@ -257,21 +258,6 @@ class AnswerInfo:
     error_message: str | None
 
 
-def answer_info(msg: Message) -> AnswerInfo:
-    """RequestError (which a client treats as a bad answer) if Origin-Host/Realm are missing."""
-    if msg.header.is_request:
-        raise DecodeError("expected an answer, got a request")
-    return AnswerInfo(
-        hop_by_hop=msg.header.hop_by_hop_identifier,
-        end_to_end=msg.header.end_to_end_identifier,
-        session_id=text(msg.avps, AVP_SESSION_ID),
-        origin_host=required_text(msg.avps, AVP_ORIGIN_HOST),
-        origin_realm=required_text(msg.avps, AVP_ORIGIN_REALM),
-        error=bool(msg.header.command_flags & FLAG_ERROR),
-        error_message=text(msg.avps, AVP_ERROR_MESSAGE),
-    )
-
-
 # --- encoding ------------------------------------------------------------------------
 
 
@@ -345,6 +331,156 @@ def encode_answer(
 def encode_error(request: Message, identity: Identity, error: RequestError, body: Sequence[Avp] = ()) -> bytes:
     return encode_answer(
         request, identity, error.result_code, body, error_message=str(error), failed_avp=error.failed_avp
+    )
+
+
+# --- the lean codec: the client's hot path without python-diameter --------------------
+#
+# python-diameter makes an object per AVP and converts every value through its
+# dictionary: encoding a MAR with credentials costs ~50 us and decoding an MAA with a
+# challenge ~45 us, three times all the rest of a Kamailio worker's work per request.
+# The plugin's requests and the answers it reads have a fixed shape of vendor-0 AVPs
+# whose types we know, so they are packed and read here directly. Tests check these
+# bytes against python-diameter's encoding of the same message, AVP for AVP.
+
+_AVP_HEAD = struct.Struct("!IB")
+_U32 = struct.Struct("!I")
+_MESSAGE_HEAD = struct.Struct("!B3sB3sIII")
+
+
+def pack_avp(code: int, data: bytes, flags: int = AVP_FLAG_MANDATORY) -> bytes:
+    """A vendor-0 AVP: header, data, zero padding to 4 bytes."""
+    length = 8 + len(data)
+    return _AVP_HEAD.pack(code, flags) + length.to_bytes(3, "big") + data + b"\0" * (-length & 3)
+
+
+def pack_u32(code: int, value: int, flags: int = AVP_FLAG_MANDATORY) -> bytes:
+    return pack_avp(code, _U32.pack(value), flags)
+
+
+def pack_text(code: int, value: str, flags: int = AVP_FLAG_MANDATORY) -> bytes:
+    """UTF8String and DiameterIdentity alike."""
+    return pack_avp(code, value.encode("utf-8"), flags)
+
+
+def pack_message(flags: int, command: int, application: int, hop_by_hop: int, end_to_end: int, body: bytes) -> bytes:
+    length = HEADER_LEN + len(body)
+    head = _MESSAGE_HEAD.pack(
+        1, length.to_bytes(3, "big"), flags, command.to_bytes(3, "big"), application, hop_by_hop, end_to_end
+    )
+    return head + body
+
+
+class LeanAvps:
+    """One level of AVPs as (code, flags, vendor, data), read from bytes already checked
+    by :func:`decode_lean`; the accessors raise RequestError like the ones above."""
+
+    __slots__ = ("items",)
+
+    def __init__(self, items: list[tuple[int, int, int, bytes]]) -> None:
+        self.items = items
+
+    @classmethod
+    def parse(cls, raw: bytes, pos: int, end: int) -> LeanAvps:
+        items = []
+        while pos < end:
+            code, flags = _AVP_HEAD.unpack_from(raw, pos)
+            length = int.from_bytes(raw[pos + 5 : pos + 8], "big")
+            if flags & AVP_FLAG_VENDOR:
+                vendor = _U32.unpack_from(raw, pos + 8)[0]
+                items.append((code, flags, vendor, raw[pos + 12 : pos + length]))
+            else:
+                items.append((code, flags, 0, raw[pos + 8 : pos + length]))
+            pos += (length + 3) & ~3
+        return cls(items)
+
+    def all(self, code: int) -> list[bytes]:
+        return [data for c, _, vendor, data in self.items if c == code and not vendor]
+
+    def first(self, code: int) -> bytes | None:
+        for c, _, vendor, data in self.items:
+            if c == code and not vendor:
+                return data
+        return None
+
+    def text(self, code: int) -> str | None:
+        data = self.first(code)
+        if data is None:
+            return None
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise RequestError(RESULT_INVALID_AVP_VALUE, f"AVP {code} is not UTF-8") from None
+
+    def required_text(self, code: int) -> str:
+        value = self.text(code)
+        if value is None:
+            raise missing(code)
+        return value
+
+    def unsigned(self, code: int) -> int | None:
+        data = self.first(code)
+        if data is None:
+            return None
+        if len(data) != 4:
+            raise RequestError(RESULT_INVALID_AVP_VALUE, f"AVP {code} is not 32 bits")
+        return _U32.unpack(data)[0]
+
+    def required_unsigned(self, code: int) -> int:
+        value = self.unsigned(code)
+        if value is None:
+            raise missing(code)
+        return value
+
+    def groups(self, code: int) -> list[LeanAvps]:
+        """Members of each vendor-0 Grouped AVP with this code; DecodeError if they are
+        not well-formed AVPs."""
+        out = []
+        for data in self.all(code):
+            _walk(data, 0, len(data), ())
+            out.append(LeanAvps.parse(data, 0, len(data)))
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class LeanMessage:
+    flags: int
+    command: int
+    application: int
+    hop_by_hop: int
+    end_to_end: int
+    avps: LeanAvps
+
+
+def decode_lean(raw: bytes, grouped: Collection[int] = GROUPED) -> LeanMessage:
+    """Like :func:`decode`, without building python-diameter objects."""
+    if len(raw) < HEADER_LEN or len(raw) > MAX_MESSAGE:
+        raise DecodeError(f"{len(raw)} bytes cannot be one message")
+    version, length3, flags, command3, application, hop, e2e = _MESSAGE_HEAD.unpack_from(raw)
+    if version != 1:
+        raise DecodeError(f"unsupported Diameter version {version}")
+    length = int.from_bytes(length3, "big")
+    if length != len(raw) or length % 4:
+        raise DecodeError(f"header says {length} bytes, got {len(raw)}")
+    _walk(raw, HEADER_LEN, length, grouped)
+    avps = LeanAvps.parse(raw, HEADER_LEN, length)
+    return LeanMessage(flags, int.from_bytes(command3, "big"), application, hop, e2e, avps)
+
+
+def answer_info(msg: LeanMessage) -> AnswerInfo:
+    """The base part of an answer; RequestError (which a client treats as a bad answer)
+    if Origin-Host/Realm are missing."""
+    if msg.flags & FLAG_REQUEST:
+        raise DecodeError("expected an answer, got a request")
+    a = msg.avps
+    return AnswerInfo(
+        hop_by_hop=msg.hop_by_hop,
+        end_to_end=msg.end_to_end,
+        session_id=a.text(AVP_SESSION_ID),
+        origin_host=a.required_text(AVP_ORIGIN_HOST),
+        origin_realm=a.required_text(AVP_ORIGIN_REALM),
+        error=bool(msg.flags & FLAG_ERROR),
+        error_message=a.text(AVP_ERROR_MESSAGE),
     )
 
 

@@ -208,17 +208,6 @@ def _optional(avps: list[Avp], code: int, value: str | None) -> None:
         avps.append(base.avp(code, value))
 
 
-def _request_head(
-    session_id: str, origin_host: str, origin_realm: str, destination_realm: str, destination_host: str | None
-) -> list[Avp]:
-    avps = [base.avp(base.AVP_SESSION_ID, session_id), *session_avps()]
-    avps += base.identity_avps(base.Identity(origin_host, origin_realm))
-    avps.append(base.avp(base.AVP_DESTINATION_REALM, destination_realm.encode()))
-    if destination_host is not None:
-        avps.append(base.avp(base.AVP_DESTINATION_HOST, destination_host.encode()))
-    return avps
-
-
 def _head_values(avps: list[Avp]) -> dict[str, str]:
     """The mandatory head of every app-6 request; 5005 for what is missing."""
     for code in (base.AVP_AUTH_APPLICATION_ID, base.AVP_AUTH_SESSION_STATE):
@@ -241,38 +230,61 @@ def _at_most_one(avps: list[Avp], code: int) -> Avp | None:
 # --- MAR / MAA -----------------------------------------------------------------------
 
 
-def _authorization_avp(c: DigestResponse) -> Avp:
-    members = [
-        base.avp(AVP_DIGEST_USERNAME, c.username),
-        base.avp(AVP_DIGEST_REALM, c.realm),
-        base.avp(AVP_DIGEST_NONCE, c.nonce),
-        base.avp(AVP_DIGEST_URI, c.uri),
-        base.avp(AVP_DIGEST_RESPONSE, c.response),
+def _pack_optional(out: list[bytes], code: int, value: str | None) -> None:
+    if value is not None:
+        out.append(base.pack_text(code, value))
+
+
+def _pack_head(
+    session_id: str, origin_host: str, origin_realm: str, destination_realm: str, destination_host: str | None
+) -> list[bytes]:
+    """Session-Id first (RFC 6733 §8.8), then what every app-6 request carries."""
+    out = [
+        base.pack_text(base.AVP_SESSION_ID, session_id),
+        base.pack_u32(base.AVP_AUTH_APPLICATION_ID, APP_SIP),
+        base.pack_u32(base.AVP_AUTH_SESSION_STATE, base.AUTH_SESSION_NO_STATE_MAINTAINED),
+        base.pack_text(base.AVP_ORIGIN_HOST, origin_host),
+        base.pack_text(base.AVP_ORIGIN_REALM, origin_realm),
+        base.pack_text(base.AVP_DESTINATION_REALM, destination_realm),
     ]
-    _optional(members, AVP_DIGEST_ALGORITHM, c.algorithm)
-    _optional(members, AVP_DIGEST_CNONCE, c.cnonce)
-    _optional(members, AVP_DIGEST_OPAQUE, c.opaque)
-    _optional(members, AVP_DIGEST_QOP, c.qop)
-    _optional(members, AVP_DIGEST_NONCE_COUNT, c.nonce_count)
-    _optional(members, AVP_DIGEST_METHOD, c.method)
-    return base.avp_group(AVP_SIP_AUTHORIZATION, members)
+    _pack_optional(out, base.AVP_DESTINATION_HOST, destination_host)
+    return out
+
+
+def _pack_authorization(c: DigestResponse) -> bytes:
+    members = [
+        base.pack_text(AVP_DIGEST_USERNAME, c.username),
+        base.pack_text(AVP_DIGEST_REALM, c.realm),
+        base.pack_text(AVP_DIGEST_NONCE, c.nonce),
+        base.pack_text(AVP_DIGEST_URI, c.uri),
+        base.pack_text(AVP_DIGEST_RESPONSE, c.response),
+    ]
+    _pack_optional(members, AVP_DIGEST_ALGORITHM, c.algorithm)
+    _pack_optional(members, AVP_DIGEST_CNONCE, c.cnonce)
+    _pack_optional(members, AVP_DIGEST_OPAQUE, c.opaque)
+    _pack_optional(members, AVP_DIGEST_QOP, c.qop)
+    _pack_optional(members, AVP_DIGEST_NONCE_COUNT, c.nonce_count)
+    _pack_optional(members, AVP_DIGEST_METHOD, c.method)
+    return base.pack_avp(AVP_SIP_AUTHORIZATION, b"".join(members))
+
+
+def _request_flags(retransmit: bool) -> int:
+    return base.FLAG_REQUEST | base.FLAG_PROXIABLE | (base.FLAG_RETRANSMIT if retransmit else 0)
 
 
 def encode_mar(req: MultimediaAuthRequest, hop_by_hop: int, end_to_end: int, retransmit: bool = False) -> bytes:
-    """A MAR; with credentials it carries SIP-Number-Auth-Items 1 and one SIP-Auth-Data-Item."""
-    avps = _request_head(req.session_id, req.origin_host, req.origin_realm, req.destination_realm, req.destination_host)
-    avps.append(base.avp(AVP_SIP_AOR, req.sip_aor))
-    avps.append(base.avp(AVP_SIP_METHOD, req.sip_method))
-    _optional(avps, base.AVP_USER_NAME, req.user_name)
-    _optional(avps, AVP_SIP_SERVER_URI, req.server_uri)
+    """A MAR (lean codec); with credentials it carries SIP-Number-Auth-Items 1 and one SIP-Auth-Data-Item."""
+    avps = _pack_head(req.session_id, req.origin_host, req.origin_realm, req.destination_realm, req.destination_host)
+    avps.append(base.pack_text(AVP_SIP_AOR, req.sip_aor))
+    avps.append(base.pack_text(AVP_SIP_METHOD, req.sip_method))
+    _pack_optional(avps, base.AVP_USER_NAME, req.user_name)
+    _pack_optional(avps, AVP_SIP_SERVER_URI, req.server_uri)
     if req.credentials is not None:
-        avps.append(base.avp(AVP_SIP_NUMBER_AUTH_ITEMS, 1))
-        item = [base.avp(AVP_SIP_AUTHENTICATION_SCHEME, SCHEME_DIGEST), _authorization_avp(req.credentials)]
-        avps.append(base.avp_group(AVP_SIP_AUTH_DATA_ITEM, item))
-    header = base.request_header(
-        CMD_MULTIMEDIA_AUTH, APP_SIP, hop_by_hop, end_to_end, proxiable=True, retransmit=retransmit
-    )
-    return base.encode(header, avps)
+        avps.append(base.pack_u32(AVP_SIP_NUMBER_AUTH_ITEMS, 1))
+        item = base.pack_u32(AVP_SIP_AUTHENTICATION_SCHEME, SCHEME_DIGEST) + _pack_authorization(req.credentials)
+        avps.append(base.pack_avp(AVP_SIP_AUTH_DATA_ITEM, item))
+    body = b"".join(avps)
+    return base.pack_message(_request_flags(retransmit), CMD_MULTIMEDIA_AUTH, APP_SIP, hop_by_hop, end_to_end, body)
 
 
 def _decode_authorization(group: Avp) -> DigestResponse:
@@ -338,33 +350,32 @@ def encode_maa(request: Message, identity: base.Identity, answer: MultimediaAuth
     return base.encode_answer(request, identity, answer.result_code, body, error_message=answer.error_message)
 
 
-def _decode_challenge(group: Avp) -> DigestChallenge:
-    m = base.children(group)
+def _decode_challenge(m: base.LeanAvps) -> DigestChallenge:
     return DigestChallenge(
-        realm=base.required_text(m, AVP_DIGEST_REALM),
-        nonce=base.required_text(m, AVP_DIGEST_NONCE),
-        qop=base.text(m, AVP_DIGEST_QOP),
-        algorithm=base.text(m, AVP_DIGEST_ALGORITHM),
-        stale=(base.text(m, AVP_DIGEST_STALE) or "").lower() == "true",
-        opaque=base.text(m, AVP_DIGEST_OPAQUE),
-        domain=base.text(m, AVP_DIGEST_DOMAIN),
-        ha1=base.text(m, AVP_DIGEST_HA1),
+        realm=m.required_text(AVP_DIGEST_REALM),
+        nonce=m.required_text(AVP_DIGEST_NONCE),
+        qop=m.text(AVP_DIGEST_QOP),
+        algorithm=m.text(AVP_DIGEST_ALGORITHM),
+        stale=(m.text(AVP_DIGEST_STALE) or "").lower() == "true",
+        opaque=m.text(AVP_DIGEST_OPAQUE),
+        domain=m.text(AVP_DIGEST_DOMAIN),
+        ha1=m.text(AVP_DIGEST_HA1),
     )
 
 
 def decode_maa(raw: bytes) -> tuple[base.AnswerInfo, MultimediaAuthAnswer]:
-    """An MAA. DecodeError if the bytes are not a message (close the connection);
-    RequestError if it lacks Result-Code, Origin-* or a challenge's realm/nonce."""
-    msg = base.decode(raw, GROUPED)
+    """An MAA (lean codec). DecodeError if the bytes are not a message (close the
+    connection); RequestError if it lacks Result-Code, Origin-* or a challenge's realm/nonce."""
+    msg = base.decode_lean(raw, GROUPED)
     info = base.answer_info(msg)
     challenge = None
-    for item in base.find_all(msg.avps, AVP_SIP_AUTH_DATA_ITEM):
-        authenticate = base.find(base.children(item), AVP_SIP_AUTHENTICATE)
-        if authenticate is not None:
-            challenge = _decode_challenge(authenticate)
+    for item in msg.avps.groups(AVP_SIP_AUTH_DATA_ITEM):
+        authenticate = item.groups(AVP_SIP_AUTHENTICATE)
+        if authenticate:
+            challenge = _decode_challenge(authenticate[0])
             break
     answer = MultimediaAuthAnswer(
-        result_code=base.required_unsigned(msg.avps, base.AVP_RESULT_CODE),
+        result_code=msg.avps.required_unsigned(base.AVP_RESULT_CODE),
         challenge=challenge,
         error_message=info.error_message,
     )
@@ -375,17 +386,16 @@ def decode_maa(raw: bytes) -> tuple[base.AnswerInfo, MultimediaAuthAnswer]:
 
 
 def encode_sar(req: ServerAssignmentRequest, hop_by_hop: int, end_to_end: int, retransmit: bool = False) -> bytes:
-    avps = _request_head(req.session_id, req.origin_host, req.origin_realm, req.destination_realm, req.destination_host)
-    avps.append(base.avp(AVP_SIP_SERVER_ASSIGNMENT_TYPE, req.assignment_type))
-    avps.append(base.avp(AVP_SIP_USER_DATA_ALREADY_AVAILABLE, req.user_data_already_available))
-    _optional(avps, base.AVP_USER_NAME, req.user_name)
-    _optional(avps, AVP_SIP_SERVER_URI, req.server_uri)
-    avps += [base.avp(AVP_SIP_SUPPORTED_USER_DATA_TYPE, t) for t in req.supported_user_data_types]
-    avps += [base.avp(AVP_SIP_AOR, aor) for aor in req.sip_aors]
-    header = base.request_header(
-        CMD_SERVER_ASSIGNMENT, APP_SIP, hop_by_hop, end_to_end, proxiable=True, retransmit=retransmit
-    )
-    return base.encode(header, avps)
+    """A SAR (lean codec)."""
+    avps = _pack_head(req.session_id, req.origin_host, req.origin_realm, req.destination_realm, req.destination_host)
+    avps.append(base.pack_u32(AVP_SIP_SERVER_ASSIGNMENT_TYPE, req.assignment_type))
+    avps.append(base.pack_u32(AVP_SIP_USER_DATA_ALREADY_AVAILABLE, req.user_data_already_available))
+    _pack_optional(avps, base.AVP_USER_NAME, req.user_name)
+    _pack_optional(avps, AVP_SIP_SERVER_URI, req.server_uri)
+    avps += [base.pack_text(AVP_SIP_SUPPORTED_USER_DATA_TYPE, t) for t in req.supported_user_data_types]
+    avps += [base.pack_text(AVP_SIP_AOR, aor) for aor in req.sip_aors]
+    body = b"".join(avps)
+    return base.pack_message(_request_flags(retransmit), CMD_SERVER_ASSIGNMENT, APP_SIP, hop_by_hop, end_to_end, body)
 
 
 def decode_sar(msg: Message) -> ServerAssignmentRequest:
@@ -416,18 +426,17 @@ def encode_saa(request: Message, identity: base.Identity, answer: ServerAssignme
 
 
 def decode_saa(raw: bytes) -> tuple[base.AnswerInfo, ServerAssignmentAnswer]:
-    """An SAA; errors as for decode_maa."""
-    msg = base.decode(raw, GROUPED)
+    """An SAA (lean codec); errors as for decode_maa."""
+    msg = base.decode_lean(raw, GROUPED)
     info = base.answer_info(msg)
     user_data = []
-    for group in base.find_all(msg.avps, AVP_SIP_USER_DATA):
-        m = base.children(group)
-        contents = base.find(m, AVP_SIP_USER_DATA_CONTENTS)
+    for m in msg.avps.groups(AVP_SIP_USER_DATA):
+        contents = m.first(AVP_SIP_USER_DATA_CONTENTS)
         if contents is None:
             raise base.missing(AVP_SIP_USER_DATA_CONTENTS)
-        user_data.append(UserData(base.required_text(m, AVP_SIP_USER_DATA_TYPE), contents.payload))
+        user_data.append(UserData(m.required_text(AVP_SIP_USER_DATA_TYPE), contents))
     answer = ServerAssignmentAnswer(
-        result_code=base.required_unsigned(msg.avps, base.AVP_RESULT_CODE),
+        result_code=msg.avps.required_unsigned(base.AVP_RESULT_CODE),
         user_data=tuple(user_data),
         error_message=info.error_message,
     )

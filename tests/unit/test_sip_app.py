@@ -372,3 +372,88 @@ def test_challenge_value_puts_quotes_back() -> None:
 )
 def test_challenge_value_refuses_what_would_break_the_header(ch: sip_app.DigestChallenge) -> None:
     assert sip_app.challenge_value(ch) is None
+
+
+# --- the lean codec's bytes are python-diameter's ------------------------------------
+
+
+def _pd_request(command: int, retransmit: bool, avps: list) -> bytes:
+    """The same request encoded by python-diameter, AVPs typed by its dictionary."""
+    return base.encode(base.request_header(command, 6, 11, 22, proxiable=True, retransmit=retransmit), avps)
+
+
+def _pd_head(origin: str, destination_host: str | None) -> list:
+    out = [
+        base.avp(263, "w1.k.example.com;1;2"),
+        base.avp(258, 6),
+        base.avp(277, 1),
+        base.avp(264, origin.encode()),
+        base.avp(296, b"example.com"),
+        base.avp(283, b"aaa.example.com"),
+    ]
+    if destination_host is not None:
+        out.append(base.avp(293, destination_host.encode()))
+    return out
+
+
+@pytest.mark.parametrize("with_credentials", [False, True])
+@pytest.mark.parametrize("retransmit", [False, True])
+def test_lean_mar_is_byte_identical_to_python_diameter(with_credentials: bool, retransmit: bool) -> None:
+    cred = DigestResponse(
+        "alice", "example.com", "n" * 47, "sip:example.com", "r" * 32, "MD5", "cn", "auth", "00000001", "INVITE", "op"
+    )
+    req = MultimediaAuthRequest(
+        "w1.k.example.com;1;2",
+        "w1.k.example.com",
+        "example.com",
+        "aaa.example.com",
+        "sip:bob@example.com",
+        "INVITE",
+        user_name="alice",
+        destination_host="aaa1.example.com",
+        credentials=cred if with_credentials else None,
+    )
+    avps = _pd_head("w1.k.example.com", "aaa1.example.com")
+    avps += [base.avp(122, "sip:bob@example.com"), base.avp(393, "INVITE"), base.avp(1, "alice")]
+    if with_credentials:
+        values = [
+            (115, "alice"), (104, "example.com"), (105, "n" * 47), (109, "sip:example.com"), (103, "r" * 32),
+            (111, "MD5"), (113, "cn"), (116, "op"), (110, "auth"), (114, "00000001"), (108, "INVITE"),
+        ]  # fmt: skip
+        authorization = base.avp_group(380, [base.avp(code, value) for code, value in values])
+        avps += [base.avp(382, 1), base.avp_group(376, [base.avp(377, 0), authorization])]
+    assert sip_app.encode_mar(req, 11, 22, retransmit) == _pd_request(286, retransmit, avps)
+
+
+def test_lean_sar_is_byte_identical_to_python_diameter() -> None:
+    req = ServerAssignmentRequest(
+        "w1.k.example.com;1;2",
+        "w1.k.example.com",
+        "example.com",
+        "aaa.example.com",
+        0,
+        user_name="alice@example.com",
+        supported_user_data_types=("groups",),
+        sip_aors=("sip:alice@example.com",),
+    )
+    avps = _pd_head("w1.k.example.com", None)
+    avps += [base.avp(375, 0), base.avp(392, 0), base.avp(1, "alice@example.com"), base.avp(388, "groups")]
+    avps.append(base.avp(122, "sip:alice@example.com"))
+    assert sip_app.encode_sar(req, 11, 22) == _pd_request(284, False, avps)
+
+
+def test_lean_decoder_skips_vendor_avps_and_checks_groups() -> None:
+    msg = base.decode(sip_app.encode_mar(MAR, 1, 2), sip_app.GROUPED)
+    answer = sip_app.encode_maa(msg, Identity("aaa.example.com", "example.com"), sip_app.MultimediaAuthAnswer(2006))
+    vendor = struct.pack(">IBxxxI", 376, 0x80, 10415) + b"junk"  # 3GPP's own 376, not a SIP-Auth-Data-Item
+    vendor = vendor[:5] + len(vendor).to_bytes(3, "big") + vendor[8:]
+    raw = answer + vendor
+    raw = raw[:1] + len(raw).to_bytes(3, "big") + raw[4:]
+    info, maa = sip_app.decode_maa(raw)
+    assert maa.result_code == 2006 and maa.challenge is None and info.origin_host == "aaa.example.com"
+    overrun = struct.pack(">IB", 377, 0x40) + (16).to_bytes(3, "big") + b"\0\0\0\0"  # says 16, has 12
+    broken = base.pack_avp(376, overrun)
+    raw = answer + broken
+    raw = raw[:1] + len(raw).to_bytes(3, "big") + raw[4:]
+    with pytest.raises(base.DecodeError):
+        sip_app.decode_maa(raw)
