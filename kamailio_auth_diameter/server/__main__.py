@@ -1,6 +1,7 @@
 """``python3 -m kamailio_auth_diameter.server``: serve, and manage users and groups.
 
 serve --db FILE|URL [--legacy-listen HOST:PORT] [--diameter-listen HOST:PORT] [--peers any|HOST,HOST]
+      [--diameter-tls-listen HOST:PORT --tls-cert FILE --tls-key FILE [--tls-ca FILE]]
       [--allow CIDR ...] [--processes N]
 user add|del|list --db FILE|URL ...      group add|del|list --db FILE|URL ...
 
@@ -16,12 +17,14 @@ import ipaddress
 import logging
 import os
 import signal
+import socket
+import ssl
 import sys
 
 from ..nonce import NonceFactory
 from .app import LOOPBACK, Identity, LegacyServer, bind, serve
 from .auth import LegacyAuthority, SipAuthority
-from .diameter import DiameterResponder, parse_peers, serve_diameter
+from .diameter import DiameterResponder, TlsSetupError, parse_peers, serve_diameter, server_tls_context
 from .store import StoreError, open_store
 
 log = logging.getLogger("kamailio_auth_diameter.server")
@@ -75,6 +78,20 @@ def _parser() -> argparse.ArgumentParser:
         type=_hostport,
         metavar="HOST:PORT",
         help="also answer RFC 6733 peers with the RFC 4740 SIP application here (standard port 3868; default: off)",
+    )
+    s.add_argument(
+        "--diameter-tls-listen",
+        type=_hostport,
+        metavar="HOST:PORT",
+        help="also answer them over TLS 1.2+ here, handshake before CER (standard port 5658; default: off)",
+    )
+    s.add_argument("--tls-cert", metavar="FILE", help="PEM certificate (chain) of --diameter-tls-listen")
+    s.add_argument("--tls-key", metavar="FILE", help="PEM private key of --tls-cert, unencrypted")
+    s.add_argument(
+        "--tls-ca",
+        metavar="FILE",
+        help="PEM CA certificates: peers on --diameter-tls-listen must present a certificate they signed "
+        "(default: no client certificate asked for)",
     )
     s.add_argument(
         "--peers",
@@ -149,7 +166,19 @@ def _manage(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_process(args: argparse.Namespace, reuse_port: bool) -> None:
+def _tls(args: argparse.Namespace) -> ssl.SSLContext | None:
+    """The --diameter-tls-listen context, built before any fork so a bad file stops the start."""
+    files = [o for o, v in (("--tls-cert", args.tls_cert), ("--tls-key", args.tls_key), ("--tls-ca", args.tls_ca)) if v]
+    if not args.diameter_tls_listen:
+        if files:
+            raise TlsSetupError(f"{', '.join(files)} without --diameter-tls-listen")
+        return None
+    if not args.tls_cert or not args.tls_key:
+        raise TlsSetupError("--diameter-tls-listen needs --tls-cert and --tls-key")
+    return server_tls_context(args.tls_cert, args.tls_key, args.tls_ca)
+
+
+def _run_process(args: argparse.Namespace, reuse_port: bool, tls: ssl.SSLContext | None) -> None:
     store = open_store(args.db)
     nonces = NonceFactory(store.nonce_secret(), lifetime=args.nonce_lifetime)
     allow = [] if args.allow and None in args.allow else list(args.allow or LOOPBACK)
@@ -158,10 +187,20 @@ def _run_process(args: argparse.Namespace, reuse_port: bool) -> None:
     sock = bind(*args.legacy_listen, reuse_port=reuse_port)
     log.info("legacy listener on %s:%d (pid %d, db %s)", *args.legacy_listen, os.getpid(), store.where)
     responder = None
-    if args.diameter_listen:
+    diameter_socks: list[tuple[socket.socket, ssl.SSLContext | None]] = []
+    if args.diameter_listen or tls is not None:
         responder = DiameterResponder(SipAuthority(store, nonces), identity, args.peers)
-        diameter_sock = bind(*args.diameter_listen, reuse_port=reuse_port)
+    if args.diameter_listen:
+        diameter_socks.append((bind(*args.diameter_listen, reuse_port=reuse_port), None))
         log.info("Diameter (RFC 6733, RFC 4740) listener on %s:%d as %s", *args.diameter_listen, args.origin_host)
+    if tls is not None:
+        diameter_socks.append((bind(*args.diameter_tls_listen, reuse_port=reuse_port), tls))
+        log.info(
+            "Diameter over TLS listener on %s:%d as %s%s",
+            *args.diameter_tls_listen,
+            args.origin_host,
+            ", client certificates required" if args.tls_ca else "",
+        )
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -170,7 +209,7 @@ def _run_process(args: argparse.Namespace, reuse_port: bool) -> None:
             loop.add_signal_handler(sig, stop.set)
         tasks = [serve(server, sock, stop)]
         if responder is not None:
-            tasks.append(serve_diameter(responder, diameter_sock, allow, stop))
+            tasks += [serve_diameter(responder, dsock, allow, stop, ctx) for dsock, ctx in diameter_socks]
         await asyncio.gather(*tasks)
 
     asyncio.run(main())
@@ -182,19 +221,20 @@ def _run_process(args: argparse.Namespace, reuse_port: bool) -> None:
 def _serve(args: argparse.Namespace) -> int:
     if args.processes < 1 or args.nonce_lifetime < 1:
         raise StoreError("--processes and --nonce-lifetime must be at least 1")
+    tls = _tls(args)
     open_store(args.db).close()  # create the schema and fail early on a bad path or URL
     if args.pid_file:
         with open(args.pid_file, "w") as f:
             f.write(f"{os.getpid()}\n")
     if args.processes == 1:
-        _run_process(args, reuse_port=False)
+        _run_process(args, reuse_port=False, tls=tls)
         return 0
     children = []
     for _ in range(args.processes):
         pid = os.fork()
         if pid == 0:
             try:
-                _run_process(args, reuse_port=True)
+                _run_process(args, reuse_port=True, tls=tls)
             finally:
                 os._exit(0)
         children.append(pid)
@@ -221,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         return _serve(args) if args.command == "serve" else _manage(args)
-    except (StoreError, OSError) as exc:
+    except (StoreError, TlsSetupError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
 

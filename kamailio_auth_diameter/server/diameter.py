@@ -19,6 +19,10 @@ an application other than 0 and 6 3007, a request with the E bit 3008, an unknow
 AVP with the M bit 5001, a missing one 5005. Bytes that are not a well-formed
 message close the connection (§5.1). On shutdown every open peer gets a DPR
 (REBOOTING) and a moment to answer it.
+
+``--diameter-tls-listen`` serves the same state machine over TLS (RFC 6733 §2.1,
+port 5658): asyncio completes the handshake before the protocol sees the
+connection, so the CER is the first thing read from it either way.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import asyncio
 import enum
 import logging
 import socket
+import ssl
 import time
 from dataclasses import dataclass
 
@@ -53,6 +58,48 @@ def parse_peers(text: str) -> frozenset[str] | None:
     if not hosts:
         raise ValueError(f"--peers {text!r} names no host")
     return hosts
+
+
+class TlsSetupError(Exception):
+    """A TLS option names a file that cannot serve; the message names the option."""
+
+
+def server_tls_context(cert: str, key: str, ca: str | None = None) -> ssl.SSLContext:
+    """TLS 1.2 or later (RFC 6733 §13.1 rules out older versions); with ``ca``, peers must
+    present a certificate that CA signed.
+
+    Each file is checked on its own first, since OpenSSL's error for a failed
+    load_cert_chain does not say whether the certificate or the key was wrong.
+    """
+    for option, path in (("--tls-cert", cert), ("--tls-key", key), ("--tls-ca", ca)):
+        if path is not None:
+            try:
+                with open(path, "rb"):
+                    pass
+            except OSError as exc:
+                raise TlsSetupError(f"{option} {path}: {exc.strerror}") from None
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cafile=cert)
+    except ssl.SSLError as exc:
+        raise TlsSetupError(f"--tls-cert {cert}: no PEM certificate in it ({exc.reason or exc})") from None
+
+    def encrypted() -> bytes:
+        # Without this callback OpenSSL would prompt on the terminal: a daemon would hang.
+        raise TlsSetupError(f"--tls-key {key}: the key is encrypted; give an unencrypted one")
+
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_cert_chain(cert, key, password=encrypted)
+    except ssl.SSLError as exc:
+        raise TlsSetupError(f"--tls-key {key}: not the private key of --tls-cert ({exc.reason or exc})") from None
+    if ca is not None:
+        try:
+            context.load_verify_locations(cafile=ca)
+        except ssl.SSLError as exc:
+            raise TlsSetupError(f"--tls-ca {ca}: no PEM certificate in it ({exc.reason or exc})") from None
+        context.verify_mode = ssl.CERT_REQUIRED
+    return context
 
 
 class PeerState(enum.Enum):
@@ -270,11 +317,17 @@ class DiameterProtocol(asyncio.Protocol):
             self.closed.set_result(None)
 
 
-async def serve_diameter(responder: DiameterResponder, sock: socket.socket, allow: list, stop: asyncio.Event) -> None:
-    """Serve until ``stop``; then DPR every open peer and give them DPR_GRACE to answer."""
+async def serve_diameter(
+    responder: DiameterResponder,
+    sock: socket.socket,
+    allow: list,
+    stop: asyncio.Event,
+    tls: ssl.SSLContext | None = None,
+) -> None:
+    """Serve until ``stop`` (over TLS with ``tls``); then DPR every open peer and give them DPR_GRACE to answer."""
     loop = asyncio.get_running_loop()
     sessions: set[DiameterProtocol] = set()
-    listener = await loop.create_server(lambda: DiameterProtocol(responder, allow, sessions), sock=sock)
+    listener = await loop.create_server(lambda: DiameterProtocol(responder, allow, sessions), sock=sock, ssl=tls)
     try:
         await stop.wait()
     finally:

@@ -9,13 +9,19 @@ own deadline. Nothing sent to an idle worker can make a request fail.
 
 Every wait is bounded by the deadline the caller passes; Nagle stays on (RFC 3539
 §3.2), which costs nothing here because a request, and a DWR that rides with it,
-go out in one write.
+go out in one write. A clear TCP socket stays in blocking mode and the kernel bounds
+each receive (SO_RCVTIMEO), so an exchange costs three system calls: the look for
+what arrived while idle, the send and the receive; Python's own timeouts would add
+a poll and an ioctl to each. A TLS socket uses Python's timeouts, since the TLS
+layer may need to read while it writes.
 """
 
 from __future__ import annotations
 
+import select
 import socket
 import ssl
+import struct
 import time
 from collections.abc import Callable
 
@@ -25,6 +31,7 @@ from ..wire.framing import Framer, FramingError
 from .stream import TransportError
 
 DPA_WAIT = 0.1  # seconds we wait for the DPA when we close a connection ourselves
+RCVTIMEO_SLACK = 0.005  # how far the kernel's receive timeout may be off the deadline before we reset it
 
 
 class PeerDown(TransportError):
@@ -54,6 +61,8 @@ class PeerLink:
         self._make_protocol = make_protocol
         self._clock = clock
         self._sock: socket.socket | None = None
+        self._tls_sock = False
+        self._rcvtimeo = 0.0  # the SO_RCVTIMEO set on a clear socket (0: none)
         self._framer = Framer()
         self.protocol: PeerProtocol | None = None
         self.connect_timeout = 0.5
@@ -100,10 +109,14 @@ class PeerLink:
             if self.tls is not None:
                 sock.settimeout(max(deadline - self._clock(), 0.001))
                 sock = self.tls.wrap_socket(sock, server_hostname=self.address.host)
+            else:
+                sock.settimeout(None)
         except (OSError, ssl.SSLError) as exc:
             sock.close()
             raise PeerDown(f"{self.address}: TLS handshake failed: {exc}", sent=False) from None
         self._sock = sock
+        self._tls_sock = self.tls is not None
+        self._rcvtimeo = 0.0
         self.connections += 1
         proto = self._make_protocol(sock.getsockname()[0])
         self.protocol = proto
@@ -154,9 +167,12 @@ class PeerLink:
         sock = self._sock
         assert sock is not None
         while True:
-            sock.settimeout(0.0)
             try:
-                data = sock.recv(65536)
+                if self._tls_sock:
+                    sock.settimeout(0.0)
+                    data = sock.recv(65536)
+                else:
+                    data = sock.recv(65536, socket.MSG_DONTWAIT)
             except (BlockingIOError, ssl.SSLWantReadError):
                 return
             except OSError as exc:
@@ -196,19 +212,33 @@ class PeerLink:
     def _read(self, deadline: float, sent: bool) -> None:
         sock = self._sock
         assert sock is not None
-        remaining = deadline - self._clock()
-        if remaining <= 0:
-            raise PeerTimeout(str(self.address))
-        sock.settimeout(remaining)
-        try:
-            data = sock.recv(65536)
-        except (TimeoutError, ssl.SSLWantReadError):
-            raise PeerTimeout(str(self.address)) from None
-        except OSError as exc:
-            raise self._down(f"receive failed: {exc}", sent) from None
-        if not data:
-            raise self._down("peer closed the connection", sent)
-        self._framer.feed(data)
+        while True:
+            remaining = deadline - self._clock()
+            if remaining <= 0:
+                raise PeerTimeout(str(self.address))
+            try:
+                if self._tls_sock:
+                    sock.settimeout(remaining)
+                else:
+                    self._set_rcvtimeo(sock, remaining)
+                data = sock.recv(65536)
+            except (BlockingIOError, TimeoutError, ssl.SSLWantReadError):
+                continue  # the kernel's timeout ran out: the loop decides against the deadline
+            except InterruptedError:
+                continue
+            except OSError as exc:
+                raise self._down(f"receive failed: {exc}", sent) from None
+            if not data:
+                raise self._down("peer closed the connection", sent)
+            self._framer.feed(data)
+            return
+
+    def _set_rcvtimeo(self, sock: socket.socket, seconds: float) -> None:
+        if abs(seconds - self._rcvtimeo) > RCVTIMEO_SLACK:
+            sec = int(seconds)
+            usec = max(int((seconds - sec) * 1e6), 1 if sec == 0 else 0)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack("ll", sec, usec))
+            self._rcvtimeo = seconds
 
     def _send(self, data: bytes, deadline: float, sent: bool) -> None:
         sock = self._sock
@@ -216,9 +246,24 @@ class PeerLink:
         remaining = deadline - self._clock()
         if remaining <= 0:
             raise PeerTimeout(str(self.address))
-        sock.settimeout(remaining)
         try:
-            sock.sendall(data)
+            if self._tls_sock:
+                sock.settimeout(remaining)
+                sock.sendall(data)
+                return
+            try:
+                done = sock.send(data, socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                done = 0
+            view = memoryview(data)[done:]
+            while view:  # the rare partial send: wait for room, never past the deadline
+                remaining = deadline - self._clock()
+                if remaining <= 0 or not select.select([], [sock], [], remaining)[1]:
+                    raise TimeoutError
+                try:
+                    view = view[sock.send(view, socket.MSG_DONTWAIT) :]
+                except BlockingIOError:
+                    continue
         except TimeoutError:
             raise self._down("send timed out", sent=True) from None
         except OSError as exc:

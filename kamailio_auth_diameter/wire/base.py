@@ -343,15 +343,16 @@ def encode_error(request: Message, identity: Identity, error: RequestError, body
 # whose types we know, so they are packed and read here directly. Tests check these
 # bytes against python-diameter's encoding of the same message, AVP for AVP.
 
-_AVP_HEAD = struct.Struct("!IB")
+_AVP_HEAD = struct.Struct("!II")  # code, flags << 24 | length
 _U32 = struct.Struct("!I")
-_MESSAGE_HEAD = struct.Struct("!B3sB3sIII")
+_MESSAGE_HEAD = struct.Struct("!IIIII")  # version << 24 | length, flags << 24 | command, app, ids
+_PADDING = (b"", b"\0", b"\0\0", b"\0\0\0")
 
 
 def pack_avp(code: int, data: bytes, flags: int = AVP_FLAG_MANDATORY) -> bytes:
     """A vendor-0 AVP: header, data, zero padding to 4 bytes."""
     length = 8 + len(data)
-    return _AVP_HEAD.pack(code, flags) + length.to_bytes(3, "big") + data + b"\0" * (-length & 3)
+    return _AVP_HEAD.pack(code, flags << 24 | length) + data + _PADDING[-length & 3]
 
 
 def pack_u32(code: int, value: int, flags: int = AVP_FLAG_MANDATORY) -> bytes:
@@ -365,10 +366,7 @@ def pack_text(code: int, value: str, flags: int = AVP_FLAG_MANDATORY) -> bytes:
 
 def pack_message(flags: int, command: int, application: int, hop_by_hop: int, end_to_end: int, body: bytes) -> bytes:
     length = HEADER_LEN + len(body)
-    head = _MESSAGE_HEAD.pack(
-        1, length.to_bytes(3, "big"), flags, command.to_bytes(3, "big"), application, hop_by_hop, end_to_end
-    )
-    return head + body
+    return _MESSAGE_HEAD.pack(1 << 24 | length, flags << 24 | command, application, hop_by_hop, end_to_end) + body
 
 
 class LeanAvps:
@@ -382,15 +380,20 @@ class LeanAvps:
 
     @classmethod
     def parse(cls, raw: bytes, pos: int, end: int) -> LeanAvps:
+        """One level, each AVP's length checked against what is left (DecodeError);
+        the members of Grouped AVPs are read when :meth:`groups` asks for them."""
         items = []
+        unpack = _AVP_HEAD.unpack_from
         while pos < end:
-            code, flags = _AVP_HEAD.unpack_from(raw, pos)
-            length = int.from_bytes(raw[pos + 5 : pos + 8], "big")
-            if flags & AVP_FLAG_VENDOR:
-                vendor = _U32.unpack_from(raw, pos + 8)[0]
-                items.append((code, flags, vendor, raw[pos + 12 : pos + length]))
-            else:
-                items.append((code, flags, 0, raw[pos + 8 : pos + length]))
+            if end - pos < 8:
+                raise DecodeError(f"{end - pos} stray bytes where an AVP header should be")
+            code, flags_length = unpack(raw, pos)
+            flags, length = flags_length >> 24, flags_length & 0xFFFFFF
+            head = 12 if flags & AVP_FLAG_VENDOR else 8
+            if length < head or pos + ((length + 3) & ~3) > end:
+                raise DecodeError(f"AVP {code} has length {length}, which does not fit")
+            vendor = _U32.unpack_from(raw, pos + 8)[0] if head == 12 else 0
+            items.append((code, flags, vendor, raw[pos + head : pos + length]))
             pos += (length + 3) & ~3
         return cls(items)
 
@@ -435,11 +438,7 @@ class LeanAvps:
     def groups(self, code: int) -> list[LeanAvps]:
         """Members of each vendor-0 Grouped AVP with this code; DecodeError if they are
         not well-formed AVPs."""
-        out = []
-        for data in self.all(code):
-            _walk(data, 0, len(data), ())
-            out.append(LeanAvps.parse(data, 0, len(data)))
-        return out
+        return [LeanAvps.parse(data, 0, len(data)) for data in self.all(code)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -452,19 +451,19 @@ class LeanMessage:
     avps: LeanAvps
 
 
-def decode_lean(raw: bytes, grouped: Collection[int] = GROUPED) -> LeanMessage:
-    """Like :func:`decode`, without building python-diameter objects."""
+def decode_lean(raw: bytes) -> LeanMessage:
+    """Like :func:`decode`, without python-diameter objects: the header and the top
+    level are checked here, the members of a group when they are read."""
     if len(raw) < HEADER_LEN or len(raw) > MAX_MESSAGE:
         raise DecodeError(f"{len(raw)} bytes cannot be one message")
-    version, length3, flags, command3, application, hop, e2e = _MESSAGE_HEAD.unpack_from(raw)
-    if version != 1:
-        raise DecodeError(f"unsupported Diameter version {version}")
-    length = int.from_bytes(length3, "big")
+    version_length, flags_command, application, hop, e2e = _MESSAGE_HEAD.unpack_from(raw)
+    if version_length >> 24 != 1:
+        raise DecodeError(f"unsupported Diameter version {version_length >> 24}")
+    length = version_length & 0xFFFFFF
     if length != len(raw) or length % 4:
         raise DecodeError(f"header says {length} bytes, got {len(raw)}")
-    _walk(raw, HEADER_LEN, length, grouped)
     avps = LeanAvps.parse(raw, HEADER_LEN, length)
-    return LeanMessage(flags, int.from_bytes(command3, "big"), application, hop, e2e, avps)
+    return LeanMessage(flags_command >> 24, flags_command & 0xFFFFFF, application, hop, e2e, avps)
 
 
 def answer_info(msg: LeanMessage) -> AnswerInfo:

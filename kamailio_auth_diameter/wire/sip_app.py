@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import lru_cache
 
 from diameter.message import Message
 from diameter.message.avp import Avp
@@ -239,8 +240,15 @@ def _pack_head(
     session_id: str, origin_host: str, origin_realm: str, destination_realm: str, destination_host: str | None
 ) -> list[bytes]:
     """Session-Id first (RFC 6733 §8.8), then what every app-6 request carries."""
-    out = [
+    return [
         base.pack_text(base.AVP_SESSION_ID, session_id),
+        _constant_head(origin_host, origin_realm, destination_realm, destination_host),
+    ]
+
+
+@lru_cache(maxsize=64)  # the same for every request of a worker
+def _constant_head(origin_host: str, origin_realm: str, destination_realm: str, destination_host: str | None) -> bytes:
+    out = [
         base.pack_u32(base.AVP_AUTH_APPLICATION_ID, APP_SIP),
         base.pack_u32(base.AVP_AUTH_SESSION_STATE, base.AUTH_SESSION_NO_STATE_MAINTAINED),
         base.pack_text(base.AVP_ORIGIN_HOST, origin_host),
@@ -248,7 +256,7 @@ def _pack_head(
         base.pack_text(base.AVP_DESTINATION_REALM, destination_realm),
     ]
     _pack_optional(out, base.AVP_DESTINATION_HOST, destination_host)
-    return out
+    return b"".join(out)
 
 
 def _pack_authorization(c: DigestResponse) -> bytes:
@@ -366,7 +374,7 @@ def _decode_challenge(m: base.LeanAvps) -> DigestChallenge:
 def decode_maa(raw: bytes) -> tuple[base.AnswerInfo, MultimediaAuthAnswer]:
     """An MAA (lean codec). DecodeError if the bytes are not a message (close the
     connection); RequestError if it lacks Result-Code, Origin-* or a challenge's realm/nonce."""
-    msg = base.decode_lean(raw, GROUPED)
+    msg = base.decode_lean(raw)
     info = base.answer_info(msg)
     challenge = None
     for item in msg.avps.groups(AVP_SIP_AUTH_DATA_ITEM):
@@ -427,7 +435,7 @@ def encode_saa(request: Message, identity: base.Identity, answer: ServerAssignme
 
 def decode_saa(raw: bytes) -> tuple[base.AnswerInfo, ServerAssignmentAnswer]:
     """An SAA (lean codec); errors as for decode_maa."""
-    msg = base.decode_lean(raw, GROUPED)
+    msg = base.decode_lean(raw)
     info = base.answer_info(msg)
     user_data = []
     for m in msg.avps.groups(AVP_SIP_USER_DATA):
