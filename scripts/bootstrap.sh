@@ -1,12 +1,13 @@
 #!/bin/sh
 # Installs what the demo and the tests need on Debian 12: the Debian packages
 # (Kamailio with app_python3 and the C auth_diameter module, sipp, PostgreSQL 15,
-# whose server the tests start on their own for the shared store) and a
+# whose server the tests start on their own for the shared store, tshark to decode
+# captured Diameter, freeDiameter as the relay agent, openssl for the test CA) and a
 # venv made from Debian's /usr/bin/python3, the interpreter Kamailio embeds.
 set -eu
 cd "$(dirname "$0")/.."
 
-PACKAGES="kamailio kamailio-python3-modules sip-tester python3-venv postgresql"
+PACKAGES="kamailio kamailio-python3-modules sip-tester python3-venv postgresql tshark freediameterd freediameter-extensions openssl"
 missing=""
 for p in $PACKAGES; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -32,10 +31,6 @@ UNKNOWN = "Unknown"  # the name Wireshark gives a command or an AVP its dictiona
 
 _EXPERT = re.compile(r"Expert Info \((\w+)/(\w+)\): (.*)", re.S)
 _DROPS = re.compile(r"Packets received/dropped on interface .*?: (\d+)/(\d+)")
-
-
-def available() -> bool:
-    return shutil.which(DUMPCAP) is not None and shutil.which(TSHARK) is not None
 
 
 class Capture:

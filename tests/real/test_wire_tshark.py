@@ -27,8 +27,6 @@ from tests import tshark
 from tests.harness import ReferenceServer, free_port
 from tests.real.conftest import make_server
 
-pytestmark = pytest.mark.skipif(not tshark.available(), reason="needs dumpcap and tshark (apt-get install tshark)")
-
 CLIENT = Identity("kamailio.example.com", "example.com")
 SERVER = "aaa.example.com"
 AVP_FRAMED_MTU = 12  # RFC 7155: in Wireshark's dictionary, not among the AVPs our server recognises
