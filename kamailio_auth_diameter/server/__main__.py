@@ -56,6 +56,13 @@ def _peers(text: str) -> frozenset[str] | None:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _watchdog_interval(text: str) -> float:
+    value = float(text)
+    if not 6 <= value <= 3600:
+        raise argparse.ArgumentTypeError(f"{text} is outside 6..3600 (RFC 3539: Tw is at least 6 s)")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python3 -m kamailio_auth_diameter.server",
@@ -123,6 +130,14 @@ def _parser() -> argparse.ArgumentParser:
         metavar="N",
         help="server processes sharing the port with SO_REUSEPORT (default 1)",
     )
+    s.add_argument(
+        "--watchdog-interval",
+        type=_watchdog_interval,
+        default=30.0,
+        metavar="SECONDS",
+        help="Tw: a DWR to a peer silent this long, and the connection closed after twice as long "
+        "(RFC 3539; at least 6, default 30)",
+    )
     s.add_argument("--pid-file", help="write the main process id here")
     s.add_argument("-v", "--verbose", action="store_true", help="log every request")
 
@@ -189,7 +204,9 @@ def _run_process(args: argparse.Namespace, reuse_port: bool, tls: ssl.SSLContext
     responder = None
     diameter_socks: list[tuple[socket.socket, ssl.SSLContext | None]] = []
     if args.diameter_listen or tls is not None:
-        responder = DiameterResponder(SipAuthority(store, nonces), identity, args.peers)
+        responder = DiameterResponder(
+            SipAuthority(store, nonces), identity, args.peers, watchdog_interval=args.watchdog_interval
+        )
     if args.diameter_listen:
         diameter_socks.append((bind(*args.diameter_listen, reuse_port=reuse_port), None))
         log.info("Diameter (RFC 6733, RFC 4740) listener on %s:%d as %s", *args.diameter_listen, args.origin_host)

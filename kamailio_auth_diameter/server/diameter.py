@@ -33,6 +33,7 @@ import logging
 import socket
 import ssl
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from diameter.message import Message
@@ -123,8 +124,12 @@ class DiameterResponder:
         identity: Identity,
         peers: frozenset[str] | None,
         origin_state_id: int | None = None,
+        watchdog_interval: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.authority = authority
+        self.watchdog_interval = watchdog_interval  # Tw in seconds; None: never send DWR
+        self.clock = clock
         self.identity = identity
         self.peers = peers
         # Origin-State-Id must grow with every restart (RFC 6733 §8.16): the start time does.
@@ -152,8 +157,37 @@ class PeerSession:
         self.remote = remote
         self.state = PeerState.WAIT_CER
         self.peer_host: str | None = None
+        self.last_received = responder.clock()
+        self._dwr_sent = False
+
+    def watchdog(self) -> tuple[Reply, float | None]:
+        """RFC 3539 §3.4.1 for an open peer: after Tw of silence a DWR, after another Tw
+        without a word (a worker that never runs while idle) the connection is closed;
+        a connection that sends no CER within Tw is closed too. Returns what to do now
+        and in how many seconds to ask again (None: never)."""
+        tw = self._r.watchdog_interval
+        if tw is None:
+            return Reply(), None
+        silent = self._r.clock() - self.last_received
+        if self.state is PeerState.WAIT_CER:
+            if silent >= tw:
+                log.warning("closing Diameter connection from %s: no CER within %.0f s", self.remote, tw)
+                return Reply(close=True), None
+            return Reply(), tw - silent
+        if self.state is not PeerState.OPEN:
+            return Reply(), tw
+        if silent >= 2 * tw and self._dwr_sent:
+            log.info("closing Diameter connection of %s (%s): silent for %.0f s", self.peer_host, self.remote, silent)
+            return Reply(close=True), None
+        if silent >= tw and not self._dwr_sent:
+            self._dwr_sent = True
+            dwr = base.encode_dwr(self._r.identity, self._r.origin_state_id, self._hop_by_hop(), self._r.end_to_end())
+            return Reply(dwr), 2 * tw - silent
+        return Reply(), (2 * tw if self._dwr_sent else tw) - silent
 
     def receive(self, raw: bytes) -> Reply:
+        self.last_received = self._r.clock()
+        self._dwr_sent = False
         try:
             msg = base.decode(raw, sip_app.GROUPED)
         except base.DecodeError as exc:
@@ -266,6 +300,7 @@ class DiameterProtocol(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self.session: PeerSession | None = None
         self.closed = asyncio.get_running_loop().create_future()
+        self._timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -280,6 +315,18 @@ class DiameterProtocol(asyncio.Protocol):
         local = transport.get_extra_info("sockname")
         self.session = PeerSession(self._responder, local[0] if local else "127.0.0.1", remote)
         self._sessions.add(self)
+        self._watchdog()
+
+    def _watchdog(self) -> None:
+        if self.session is None or self._transport is None:
+            return
+        reply, again = self.session.watchdog()
+        if reply.data:
+            self._transport.write(reply.data)
+        if reply.close:
+            self._transport.close()
+        elif again is not None:
+            self._timer = asyncio.get_running_loop().call_later(max(again, 0.01), self._watchdog)
 
     def data_received(self, data: bytes) -> None:
         if self.session is None or self._transport is None:
@@ -311,6 +358,8 @@ class DiameterProtocol(asyncio.Protocol):
             self._transport.abort()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
         self._transport = None
         self._sessions.discard(self)
         if not self.closed.done():

@@ -485,3 +485,42 @@ def test_asyncio_refuses_addresses_outside_allow(responder: DiameterResponder) -
         assert not sessions
 
     asyncio.run(scenario())
+
+
+def test_watchdog_dwr_after_tw_then_close_after_twice_tw(authority: SipAuthority, clock: Clock) -> None:
+    r = DiameterResponder(authority, ME, None, 42, watchdog_interval=6.0, clock=clock)
+    s = PeerSession(r, "127.0.0.1")
+    assert s.watchdog() == (Reply(), 6.0)
+    s.receive(cer())
+    clock.now += 5.0
+    assert s.watchdog() == (Reply(), 1.0)
+    clock.now += 1.0
+    reply, again = s.watchdog()
+    dwr = Message.from_bytes(reply.data, plain_msg=True)
+    assert dwr.header.command_code == base.CMD_DEVICE_WATCHDOG and dwr.header.is_request and again == 6.0
+    assert s.watchdog() == (Reply(), 6.0)  # one DWR per silence
+    clock.now += 6.0
+    assert s.watchdog() == (Reply(close=True), None)
+
+
+def test_watchdog_is_reset_by_any_message(authority: SipAuthority, clock: Clock) -> None:
+    r = DiameterResponder(authority, ME, None, 42, watchdog_interval=6.0, clock=clock)
+    s = PeerSession(r, "127.0.0.1")
+    s.receive(cer())
+    clock.now += 6.0
+    assert s.watchdog()[0].data  # DWR
+    clock.now += 5.0
+    s.receive(base.encode_dwr(PEER, 1, 7, 8))  # the peer speaks: any message resets Tw
+    assert s.watchdog() == (Reply(), 6.0)
+
+
+def test_no_cer_within_tw_closes(authority: SipAuthority, clock: Clock) -> None:
+    s = PeerSession(DiameterResponder(authority, ME, None, 42, watchdog_interval=6.0, clock=clock), "127.0.0.1")
+    clock.now += 6.0
+    assert s.watchdog() == (Reply(close=True), None)
+
+
+def test_watchdog_off(authority: SipAuthority) -> None:
+    s = PeerSession(DiameterResponder(authority, ME, None, 42), "127.0.0.1")
+    s.receive(cer())
+    assert s.watchdog() == (Reply(), None)
