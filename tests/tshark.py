@@ -139,6 +139,7 @@ class DiameterMessage:
 
     frame: int  # where it was complete (the last of its segments)
     src_port: int
+    dst_port: int
     segments: int  # TCP segments it was reassembled from
     command_code: int
     command: str  # e.g. "Multimedia-Auth"; UNKNOWN if Wireshark's dictionary lacks it
@@ -212,7 +213,7 @@ def _expert(elem: ET.Element) -> Iterator[Expert]:
             yield Expert(*m.groups())
 
 
-def _message(proto: ET.Element, frame: int, src_port: int, segments: int) -> DiameterMessage:
+def _message(proto: ET.Element, frame: int, src_port: int, dst_port: int, segments: int) -> DiameterMessage:
     flags = int(_field(proto, "diameter.flags").get("show", ""), 16)
     command = _field(proto, "diameter.cmd.code")
     # showname "Command Code: Multimedia-Auth (286)"
@@ -220,6 +221,7 @@ def _message(proto: ET.Element, frame: int, src_port: int, segments: int) -> Dia
     return DiameterMessage(
         frame=frame,
         src_port=src_port,
+        dst_port=dst_port,
         segments=segments,
         command_code=int(command.get("show", "")),
         command=command_name,
@@ -260,6 +262,7 @@ def decode(pcap: Path, ports: Iterable[int]) -> list[DiameterMessage]:
     for packet in ET.fromstring(_tshark(pcap, ports, "-Y", "diameter", "-T", "pdml")).iter("packet"):
         frame = int(_field(packet, "frame.number", anywhere=True).get("show", ""))
         src_port = int(_field(packet, "tcp.srcport", anywhere=True).get("show", ""))
+        dst_port = int(_field(packet, "tcp.dstport", anywhere=True).get("show", ""))
         segments = 1
         for proto in packet.findall("proto"):
             name = proto.get("name")
@@ -268,7 +271,7 @@ def decode(pcap: Path, ports: Iterable[int]) -> list[DiameterMessage]:
                 if count is not None:
                     segments = int(count.get("show", ""))
             elif name == "diameter":
-                messages.append(_message(proto, frame, src_port, segments))
+                messages.append(_message(proto, frame, src_port, dst_port, segments))
                 segments = 1
             elif name == "_ws.malformed":
                 messages[-1] = dataclasses.replace(messages[-1], malformed=True)
@@ -280,7 +283,7 @@ def undecoded(pcap: Path, ports: Iterable[int]) -> list[int]:
 
     Two passes, so that a segment knows the frame its message was reassembled in."""
     ports = tuple(ports)
-    wanted = f"tcp.port in {{{' '.join(map(str, ports))}}} && tcp.len > 0 && !diameter && !tcp.reassembled_in"
+    wanted = f"tcp.port in {{{', '.join(map(str, ports))}}} && tcp.len > 0 && !diameter && !tcp.reassembled_in"
     out = _tshark(pcap, ports, "-2", "-Y", wanted, "-T", "fields", "-e", "frame.number")
     return [int(n) for n in out.split()]
 
