@@ -7,7 +7,7 @@
 set -eu
 cd "$(dirname "$0")/.."
 
-PACKAGES="kamailio kamailio-python3-modules sip-tester python3-venv postgresql tshark freediameterd freediameter-extensions openssl"
+PACKAGES="kamailio kamailio-python3-modules sip-tester python3-venv postgresql tshark freediameterd freediameter-extensions openssl iproute2"
 missing=""
 for p in $PACKAGES; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"

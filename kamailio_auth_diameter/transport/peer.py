@@ -30,8 +30,12 @@ from ..settings import PeerAddress
 from ..wire.framing import Framer, FramingError
 from .stream import TransportError
 
-DPA_WAIT = 0.1  # seconds we wait for the DPA when we close a connection ourselves
+PART_WAIT = 0.1  # seconds we wait for a DPA, and for the peer's FIN, when we end a connection
 RCVTIMEO_SLACK = 0.005  # how far the kernel's receive timeout may be off the deadline before we reset it
+# After a CEA, how long the first request waits for DWRs from a peer that treats the
+# connection as a reopened one (see PeerLink._settle).
+REOPEN_WAIT = 0.01
+REOPEN_WATCHDOGS = 3  # RFC 3539 §3.4.1: three DWR/DWA exchanges take a connection back into service
 
 
 class PeerDown(TransportError):
@@ -63,6 +67,8 @@ class PeerLink:
         self._sock: socket.socket | None = None
         self._tls_sock = False
         self._rcvtimeo = 0.0  # the SO_RCVTIMEO set on a clear socket (0: none)
+        self._parted = False  # the last connection ended with DPR, DPA and both FINs: nothing to reopen
+        self._push_next = False  # send the next request past Nagle (see _settle)
         self._framer = Framer()
         self.protocol: PeerProtocol | None = None
         self.connect_timeout = 0.5
@@ -78,18 +84,56 @@ class PeerLink:
         sock, proto = self._sock, self.protocol
         if sock is None:
             return
-        self._sock = None
-        self.protocol = None
-        self._framer.clear()
+        self._forget()
         try:
             if disconnect and proto is not None and proto.state is State.OPEN:
-                sock.settimeout(DPA_WAIT)
+                sock.settimeout(PART_WAIT)
                 sock.sendall(proto.disconnect())
                 sock.recv(65536)  # the DPA, or nothing: we close either way
+                self._parted = self._await_fin(sock)
         except OSError:
             pass
         finally:
             sock.close()
+
+    def _renew(self, replies: bytes) -> None:
+        """Send ``replies`` (DWAs), then end the connection with our FIN and wait for the peer's.
+
+        No DPR on purpose: freeDiameter keeps a peer's unanswered-DWR flag across a
+        clean DPR/DPA, and the new connection would go SUSPECT at its first Tw. After a
+        plain close it reopens the peer instead (three DWR/DWA exchanges, which
+        :meth:`_settle` answers), and that clears the flag.
+        """
+        sock = self._sock
+        assert sock is not None
+        self._forget()
+        try:
+            sock.settimeout(PART_WAIT)
+            sock.sendall(replies)
+            self._await_fin(sock)
+        except OSError:
+            pass
+        finally:
+            sock.close()
+
+    def _await_fin(self, sock: socket.socket) -> bool:
+        """Our FIN, then the peer's, within PART_WAIT: a peer may ignore a CER from the same
+        Origin-Host until it has cleaned up the old connection (freeDiameter answers it with
+        nothing at all), and its FIN says it has. True if it came."""
+        sock.shutdown(socket.SHUT_WR)
+        end = self._clock() + PART_WAIT
+        while (left := end - self._clock()) > 0:
+            sock.settimeout(left)
+            if not sock.recv(65536):
+                return True
+        return False
+
+    def _forget(self) -> None:
+        self._push_next = False
+        self._sock = None
+        self.protocol = None
+        self._framer.clear()
+        self._parted = False
 
     def _down(self, message: str, sent: bool, retry_soon: bool = True) -> PeerDown:
         self.close(disconnect=False)
@@ -125,10 +169,44 @@ class PeerLink:
             while proto.state is State.WAIT_CEA:
                 self._read(deadline, sent=False)
                 self._process(deadline, sent=False, hop=None)
+            if not self._parted:  # a clean parting leaves nothing for the peer to reopen
+                self._settle(deadline)
         except PeerTimeout:
             raise self._down("no CEA before the deadline", sent=False) from None
         except PeerError as exc:
             raise self._down(str(exc), sent=False, retry_soon=exc.retry_soon) from None
+
+    def _settle(self, deadline: float) -> None:
+        """Answer the DWRs a peer sends right after its CEA before the first request goes.
+
+        RFC 3539 §3.4.1 takes a connection back into service only after three DWR/DWA
+        exchanges, and freeDiameter drops the answers to what it relays for a peer
+        until then. It does so when a client comes back under the same Origin-Host
+        within about a minute of a connection lost without DPR (a Kamailio restart, a
+        renewed idle connection): three DWRs, each after our DWA to the one before. So
+        the first request waits until three have been answered, or until the peer has
+        sent nothing for REOPEN_WAIT: at most REOPEN_WAIT once per new connection.
+        """
+        sock = self._sock
+        assert sock is not None
+        answered = 0
+        while answered < REOPEN_WATCHDOGS:
+            wait = min(REOPEN_WAIT, deadline - self._clock())
+            if wait <= 0:
+                return
+            pending = self._tls_sock and isinstance(sock, ssl.SSLSocket) and sock.pending() > 0
+            if not pending and not select.select([sock], [], [], wait)[0]:
+                return
+            self._read(deadline, sent=False)
+            replies: list[bytes] = []
+            self._process(deadline, sent=False, hop=None, replies=replies)
+            if replies:
+                # Sent at once (the peer sends its next DWR only after our DWA), and the
+                # request after the last of them must not wait behind Nagle for the
+                # peer's delayed ACK (40 ms on Linux): the next write is pushed.
+                self._send(b"".join(replies), deadline, sent=False)
+                self._push_next = True
+                answered += len(replies)
 
     # --- the exchange -------------------------------------------------------------
 
@@ -141,9 +219,12 @@ class PeerLink:
         """
         if self._sock is not None:
             try:
-                self._drain(deadline)
+                replies = self._drain(deadline)
             except PeerDown:
                 pass  # closed while we were idle: a new connection below
+            else:
+                if replies:
+                    self._renew(replies)
         if self._sock is None:
             self._open(deadline)
         proto = self.protocol
@@ -151,7 +232,16 @@ class PeerLink:
         hop = proto.hop_by_hop()
         data = build(hop)
         watchdog = proto.watchdog()
-        self._send(data if watchdog is None else watchdog + data, deadline, sent=False)
+        if self._push_next:
+            self._push_next = False
+            sock = self._sock
+            assert sock is not None
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self._send(data if watchdog is None else watchdog + data, deadline, sent=False)
+            if self._sock is not None:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 0)
+        else:
+            self._send(data if watchdog is None else watchdog + data, deadline, sent=False)
         try:
             while True:
                 answer = self._process(deadline, sent=True, hop=hop)
@@ -162,10 +252,18 @@ class PeerLink:
             self.close(disconnect=False)
             raise PeerTimeout(f"{self.address}: no answer before the deadline") from None
 
-    def _drain(self, deadline: float) -> None:
-        """Whatever the peer sent while we were idle, without waiting for more."""
+    def _drain(self, deadline: float) -> bytes:
+        """Whatever the peer sent while we were idle, without waiting for more.
+
+        Returns the answers to the peer's requests (DWAs), unsent: a peer that sent
+        DWRs to an idle worker may have stopped delivering answers to it. freeDiameter
+        does, once the worker has been silent for 2 Tw (SUSPECT), and no message brings
+        that connection back, so the caller renews the connection (:meth:`_renew`). A
+        DPR is answered at once and the connection closed (PeerDown).
+        """
         sock = self._sock
         assert sock is not None
+        replies: list[bytes] = []
         while True:
             try:
                 if self._tls_sock:
@@ -174,16 +272,19 @@ class PeerLink:
                 else:
                     data = sock.recv(65536, socket.MSG_DONTWAIT)
             except (BlockingIOError, ssl.SSLWantReadError):
-                return
+                return b"".join(replies)
             except OSError as exc:
                 raise self._down(f"connection failed while idle: {exc}", sent=False) from None
             if not data:
                 raise self._down("peer closed the connection while we were idle", sent=False)
             self._framer.feed(data)
-            self._process(deadline, sent=False, hop=None)
+            self._process(deadline, sent=False, hop=None, replies=replies)
 
-    def _process(self, deadline: float, sent: bool, hop: int | None) -> bytes | None:
-        """Hand every complete frame to the protocol; the answer to ``hop`` if it came."""
+    def _process(
+        self, deadline: float, sent: bool, hop: int | None, replies: list[bytes] | None = None
+    ) -> bytes | None:
+        """Hand every complete frame to the protocol; the answer to ``hop`` if it came.
+        Answers to the peer's requests are sent at once, or kept in ``replies``."""
         proto = self.protocol
         assert proto is not None
         while True:
@@ -204,7 +305,10 @@ class PeerLink:
             except PeerError as exc:
                 raise self._down(str(exc), sent, exc.retry_soon) from None
             if received.reply is not None:
-                self._send(received.reply, deadline, sent)
+                if replies is None:
+                    self._send(received.reply, deadline, sent)
+                else:
+                    replies.append(received.reply)
             if received.answer is not None and hop is not None and hop_by_hop_of(received.answer) == hop:
                 return received.answer
             # any other answer is a late one to a request that already timed out: dropped

@@ -74,7 +74,9 @@ def test_load_is_shared_round_robin(peers: list[FakePeer]) -> None:
     assert (len(a.requests()), len(b.requests())) == (5, 5)
 
 
-def test_dwr_received_while_idle_is_answered_before_the_next_request(peers: list[FakePeer]) -> None:
+def test_dwr_received_while_idle_is_answered_then_the_connection_renewed(peers: list[FakePeer]) -> None:
+    """A peer that sent DWRs to an idle worker may no longer deliver its answers (freeDiameter's
+    SUSPECT), so the worker answers, closes (no DPR: see PeerLink._renew) and reconnects."""
     p = new_peer(peers)
     c = client(p.port)
     ask(c)
@@ -82,9 +84,9 @@ def test_dwr_received_while_idle_is_answered_before_the_next_request(peers: list
     time.sleep(0.05)
     assert ask(c) == 2006
     time.sleep(0.05)
-    dwa = p.answers(base.CMD_DEVICE_WATCHDOG)
-    assert [r.hop_by_hop for r in dwa] == [777]
-    assert len(p.connections) == 1
+    assert [r.hop_by_hop for r in p.answers(base.CMD_DEVICE_WATCHDOG)] == [777]
+    assert p.requests(base.CMD_DISCONNECT_PEER) == []
+    assert len(p.connections) == 2 and p.requests()[-1].connection == 1
 
 
 def test_connection_closed_while_idle_is_replaced_within_the_request(peers: list[FakePeer]) -> None:
