@@ -35,7 +35,7 @@ class Received:
 
 
 def answer_mar(msg: Message, identity: Identity, result: int = 2006) -> bytes:
-    return sip_app.encode_maa(msg, identity, sip_app.MultimediaAuthAnswer(result))
+    return sip_app.encode_maa(base.decode_lean(msg.as_bytes()), identity, sip_app.MultimediaAuthAnswer(result))
 
 
 @dataclass

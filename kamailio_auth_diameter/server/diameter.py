@@ -46,6 +46,8 @@ from .app import ServerStats, address_allowed
 from .auth import SipAuthority
 
 log = logging.getLogger("kamailio_auth_diameter.server")
+_APP_SIP = sip_app.APP_SIP.to_bytes(4, "big")
+_SIP_COMMANDS = frozenset(c.to_bytes(3, "big") for c in (sip_app.CMD_MULTIMEDIA_AUTH, sip_app.CMD_SERVER_ASSIGNMENT))
 
 PRODUCT_NAME = "kamailio_auth_diameter"
 DPR_GRACE = 2.0  # seconds the peers get to answer our DPR at shutdown
@@ -188,6 +190,14 @@ class PeerSession:
     def receive(self, raw: bytes) -> Reply:
         self.last_received = self._r.clock()
         self._dwr_sent = False
+        if (
+            self.state is PeerState.OPEN
+            and len(raw) >= 20
+            and raw[4] & (base.FLAG_REQUEST | base.FLAG_ERROR) == base.FLAG_REQUEST
+            and raw[8:12] == _APP_SIP
+            and raw[5:8] in _SIP_COMMANDS
+        ):
+            return self._sip(raw)
         try:
             msg = base.decode(raw, sip_app.GROUPED)
         except base.DecodeError as exc:
@@ -213,7 +223,7 @@ class PeerSession:
                 return Reply(base.encode_dpa(msg, self._r.identity), close=True)
         elif h.application_id == sip_app.APP_SIP:
             if h.command_code in (sip_app.CMD_MULTIMEDIA_AUTH, sip_app.CMD_SERVER_ASSIGNMENT):
-                return self._sip(msg)
+                return self._sip(raw)
         else:
             return self._error(
                 msg, RequestError(base.RESULT_APPLICATION_UNSUPPORTED, f"application {h.application_id} is not served")
@@ -269,23 +279,33 @@ class PeerSession:
         log.debug("CER from %s (%s) accepted", host, self.remote)
         return Reply(base.encode_cea(msg, self._caps, base.RESULT_SUCCESS))
 
-    def _sip(self, msg: Message) -> Reply:
+    def _sip(self, raw: bytes) -> Reply:
+        """MAR and SAR from an open peer, on the lean codec; an error answer (with its
+        Failed-AVP) is built from python-diameter's decoding of the same bytes."""
         identity, authority = self._r.identity, self._r.authority
         try:
-            unknown = base.unknown_mandatory(msg.avps, sip_app.RECOGNISED, sip_app.GROUPED)
+            msg = base.decode_lean(raw)
+            unknown = base.lean_unknown_mandatory(msg.avps, sip_app.RECOGNISED, sip_app.GROUPED)
             if unknown is not None:
                 raise RequestError(base.RESULT_AVP_UNSUPPORTED, f"unknown mandatory AVP {unknown.code}", unknown)
-            if msg.header.command_code == sip_app.CMD_MULTIMEDIA_AUTH:
+            if msg.command == sip_app.CMD_MULTIMEDIA_AUTH:
                 maa = authority.multimedia_auth(sip_app.decode_mar(msg))
                 code, data = maa.result_code, sip_app.encode_maa(msg, identity, maa)
             else:
                 saa = authority.server_assignment(sip_app.decode_sar(msg))
                 code, data = saa.result_code, sip_app.encode_saa(msg, identity, saa)
+        except base.DecodeError as exc:
+            log.warning("closing Diameter connection from %s: %s", self.remote, exc)
+            return Reply(close=True)
         except RequestError as exc:
-            return self._error(msg, exc)
+            try:
+                return self._error(base.decode(raw, sip_app.GROUPED), exc)
+            except base.DecodeError as bad:
+                log.warning("closing Diameter connection from %s: %s", self.remote, bad)
+                return Reply(close=True)
         self._count(code)
         if log.isEnabledFor(logging.DEBUG):
-            log.debug("command %d from %s -> %d", msg.header.command_code, self.peer_host, code)
+            log.debug("command %d from %s -> %d", msg.command, self.peer_host, code)
         return Reply(data)
 
 

@@ -34,7 +34,7 @@ PART_WAIT = 0.1  # seconds we wait for a DPA, and for the peer's FIN, when we en
 RCVTIMEO_SLACK = 0.005  # how far the kernel's receive timeout may be off the deadline before we reset it
 # After a CEA, how long the first request waits for DWRs from a peer that treats the
 # connection as a reopened one (see PeerLink._settle).
-REOPEN_WAIT = 0.01
+REOPEN_WAIT = 0.003  # the DWRs follow the CEA at once: the gap is the peer's processing, not the network
 REOPEN_WATCHDOGS = 3  # RFC 3539 §3.4.1: three DWR/DWA exchanges take a connection back into service
 
 

@@ -466,6 +466,46 @@ def decode_lean(raw: bytes) -> LeanMessage:
     return LeanMessage(flags_command >> 24, flags_command & 0xFFFFFF, application, hop, e2e, avps)
 
 
+def lean_unknown_mandatory(avps: LeanAvps, recognised: Collection[int], grouped: Collection[int]) -> Avp | None:
+    """:func:`unknown_mandatory` for lean AVPs; the Failed-AVP comes back as an Avp.
+    DecodeError if a recognised group does not hold well-formed AVPs."""
+    for code, flags, vendor, data in avps.items:
+        if vendor or code not in recognised:
+            if flags & AVP_FLAG_MANDATORY:
+                return Avp(code, vendor, data, flags)
+            continue
+        if code in grouped:
+            inner = lean_unknown_mandatory(LeanAvps.parse(data, 0, len(data)), recognised, grouped)
+            if inner is not None:
+                return avp_group(code, [inner])
+    return None
+
+
+def lean_answer(
+    request: LeanMessage, identity: Identity, result_code: int, body: bytes, error_message: str | None = None
+) -> bytes:
+    """:func:`encode_answer` for a lean request, without Failed-AVP (error answers, which
+    need one, are rare and go through python-diameter)."""
+    flags = (request.flags & FLAG_PROXIABLE) | (FLAG_ERROR if 3000 <= result_code < 4000 else 0)
+    out = []
+    for code, avp_flags, vendor, data in request.avps.items:
+        if code == AVP_SESSION_ID and not vendor:
+            out.append(pack_avp(AVP_SESSION_ID, data, avp_flags))
+            break
+    out.append(pack_u32(AVP_RESULT_CODE, result_code))
+    out.append(pack_text(AVP_ORIGIN_HOST, identity.origin_host))
+    out.append(pack_text(AVP_ORIGIN_REALM, identity.origin_realm))
+    out.append(body)
+    if error_message:
+        out.append(pack_text(AVP_ERROR_MESSAGE, error_message, 0))
+    out += [
+        pack_avp(code, data, f) for code, f, vendor, data in request.avps.items if code == AVP_PROXY_INFO and not vendor
+    ]
+    return pack_message(
+        flags, request.command, request.application, request.hop_by_hop, request.end_to_end, b"".join(out)
+    )
+
+
 def answer_info(msg: LeanMessage) -> AnswerInfo:
     """The base part of an answer; RequestError (which a client treats as a bad answer)
     if Origin-Host/Realm are missing."""

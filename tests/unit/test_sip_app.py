@@ -61,6 +61,11 @@ SAR = ServerAssignmentRequest(
 )
 
 
+def lean(msg: Message) -> base.LeanMessage:
+    """The server half reads lean messages; these tests build them with python-diameter."""
+    return base.decode_lean(msg.as_bytes())
+
+
 def tree(raw: bytes, start: int = 20, end: int | None = None) -> list[tuple[int, int, int, object]]:
     """(code, flags, vendor, payload or children) read independently of the codec."""
     out, pos, end = [], start, len(raw) if end is None else end
@@ -92,7 +97,7 @@ def test_mar_round_trip() -> None:
     assert int.from_bytes(raw[5:8], "big") == 286
     assert int.from_bytes(raw[8:12], "big") == 6
     msg = base.decode(raw, sip_app.GROUPED)
-    assert sip_app.decode_mar(msg) == MAR
+    assert sip_app.decode_mar(lean(msg)) == MAR
     assert sip_app.encode_mar(MAR, 1, 2, retransmit=True)[4] == 0xD0  # T for a failover re-send
 
 
@@ -100,7 +105,7 @@ def test_mar_without_credentials_round_trip() -> None:
     plain = MultimediaAuthRequest("s;1;1", "k.example.org", "example.org", "example.org", "sip:bob@x.org", "INVITE")
     raw = sip_app.encode_mar(plain, 1, 2)
     assert [c for c, _, _, _ in tree(raw)] == [263, 258, 277, 264, 296, 283, 122, 393]
-    assert sip_app.decode_mar(base.decode(raw, sip_app.GROUPED)) == plain
+    assert sip_app.decode_mar(lean(base.decode(raw, sip_app.GROUPED))) == plain
 
 
 def test_mar_avp_codes_flags_and_vendor() -> None:
@@ -122,7 +127,7 @@ def test_mar_avp_codes_flags_and_vendor() -> None:
 def test_maa_round_trip_with_challenge() -> None:
     request = base.decode(sip_app.encode_mar(MAR, 0x10, 0x20), sip_app.GROUPED)
     challenge = DigestChallenge(realm="example.com", nonce="abc", stale=True, opaque="o", domain="sip:example.com")
-    raw = sip_app.encode_maa(request, ME, MultimediaAuthAnswer(1001, challenge))
+    raw = sip_app.encode_maa(lean(request), ME, MultimediaAuthAnswer(1001, challenge))
     assert raw[4] == 0x40  # answer, P copied
     nodes = tree(raw)
     assert [c for c, _, _, _ in nodes] == [263, 268, 264, 296, 258, 277, 382, 376]
@@ -137,17 +142,17 @@ def test_maa_round_trip_with_challenge() -> None:
 
 def test_maa_success_and_error_message() -> None:
     request = base.decode(sip_app.encode_mar(MAR, 1, 2), sip_app.GROUPED)
-    assert sip_app.decode_maa(sip_app.encode_maa(request, ME, MultimediaAuthAnswer(2001)))[1] == MultimediaAuthAnswer(
-        2001
-    )
+    assert sip_app.decode_maa(sip_app.encode_maa(lean(request), ME, MultimediaAuthAnswer(2001)))[
+        1
+    ] == MultimediaAuthAnswer(2001)
     answer = MultimediaAuthAnswer(5032, error_message="unknown user")
-    assert sip_app.decode_maa(sip_app.encode_maa(request, ME, answer))[1] == answer
+    assert sip_app.decode_maa(sip_app.encode_maa(lean(request), ME, answer))[1] == answer
 
 
 def test_maa_with_ha1_is_flow_b() -> None:
     request = base.decode(sip_app.encode_mar(MAR, 1, 2), sip_app.GROUPED)
     challenge = DigestChallenge(realm="r", nonce="n", ha1="0" * 32)
-    raw = sip_app.encode_maa(request, ME, MultimediaAuthAnswer(2001, challenge))
+    raw = sip_app.encode_maa(lean(request), ME, MultimediaAuthAnswer(2001, challenge))
     assert (121, 0x40, 0) in flatten(tree(raw))
     _, answer = sip_app.decode_maa(raw)
     assert answer.challenge is not None and answer.challenge.ha1 == "0" * 32
@@ -174,10 +179,10 @@ def test_sar_saa_round_trip_and_groups() -> None:
     raw = sip_app.encode_sar(SAR, 5, 6)
     assert int.from_bytes(raw[5:8], "big") == 284
     request = base.decode(raw, sip_app.GROUPED)
-    assert sip_app.decode_sar(request) == SAR
+    assert sip_app.decode_sar(lean(request)) == SAR
     data = sip_app.groups_user_data(["voicemail", "ünïcode"])
     assert data == UserData("groups", "voicemail\nünïcode\n".encode())
-    saa = sip_app.encode_saa(request, ME, ServerAssignmentAnswer(2001, (data,)))
+    saa = sip_app.encode_saa(lean(request), ME, ServerAssignmentAnswer(2001, (data,)))
     flat = flatten(tree(saa))
     assert [c for c, _, _ in flat][-3:] == [389, 390, 391]
     assert all(flags == 0x40 and vendor == 0 for _, flags, vendor in flat)
@@ -197,7 +202,7 @@ def mar_without(code: int) -> Message:
 @pytest.mark.parametrize("code", [263, 258, 277, 264, 296, 283, 122, 393])
 def test_mar_missing_mandatory_avp_is_5005(code: int) -> None:
     with pytest.raises(RequestError) as err:
-        sip_app.decode_mar(mar_without(code))
+        sip_app.decode_mar(lean(mar_without(code)))
     assert err.value.result_code == 5005
     assert err.value.failed_avp is not None and err.value.failed_avp.code == code
 
@@ -211,28 +216,28 @@ def with_item(members: list) -> Message:
 def test_authorization_missing_digest_response_is_5005() -> None:
     authorization = base.avp_group(380, [base.avp(c, "x") for c in (115, 104, 105, 109)])
     with pytest.raises(RequestError) as err:
-        sip_app.decode_mar(with_item([base.avp(377, 0), authorization]))
+        sip_app.decode_mar(lean(with_item([base.avp(377, 0), authorization])))
     assert (err.value.result_code, err.value.failed_avp.code) == (5005, 103)  # type: ignore[union-attr]
 
 
 def test_item_without_scheme_is_5005_other_scheme_5037() -> None:
     with pytest.raises(RequestError) as err:
-        sip_app.decode_mar(with_item([]))
+        sip_app.decode_mar(lean(with_item([])))
     assert err.value.result_code == 5005
     with pytest.raises(RequestError) as err:
-        sip_app.decode_mar(with_item([base.avp(377, 1)]))
+        sip_app.decode_mar(lean(with_item([base.avp(377, 1)])))
     assert err.value.result_code == 5037
 
 
 def test_item_without_authorization_means_no_credentials() -> None:
-    assert sip_app.decode_mar(with_item([base.avp(377, 0)])).credentials is None
+    assert sip_app.decode_mar(lean(with_item([base.avp(377, 0)]))).credentials is None
 
 
 def test_two_auth_data_items_are_5009() -> None:
     msg = base.decode(sip_app.encode_mar(MAR, 1, 2), sip_app.GROUPED)
     msg.avps.append(base.avp_group(376, [base.avp(377, 0)]))
     with pytest.raises(RequestError) as err:
-        sip_app.decode_mar(msg)
+        sip_app.decode_mar(lean(msg))
     assert err.value.result_code == 5009
 
 
@@ -242,13 +247,13 @@ def test_non_utf8_method_is_5004() -> None:
     bad.payload = b"\xff"
     msg.avps.append(bad)
     with pytest.raises(RequestError) as err:
-        sip_app.decode_mar(msg)
+        sip_app.decode_mar(lean(msg))
     assert err.value.result_code == 5004
 
 
 def test_hostile_answers() -> None:
     request = base.decode(sip_app.encode_mar(MAR, 1, 2), sip_app.GROUPED)
-    raw = sip_app.encode_maa(request, ME, MultimediaAuthAnswer(1001, DigestChallenge("r", "n")))
+    raw = sip_app.encode_maa(lean(request), ME, MultimediaAuthAnswer(1001, DigestChallenge("r", "n")))
     with pytest.raises(DecodeError):
         sip_app.decode_maa(raw[:-4])
     with pytest.raises(DecodeError):
@@ -444,7 +449,9 @@ def test_lean_sar_is_byte_identical_to_python_diameter() -> None:
 
 def test_lean_decoder_skips_vendor_avps_and_checks_groups() -> None:
     msg = base.decode(sip_app.encode_mar(MAR, 1, 2), sip_app.GROUPED)
-    answer = sip_app.encode_maa(msg, Identity("aaa.example.com", "example.com"), sip_app.MultimediaAuthAnswer(2006))
+    answer = sip_app.encode_maa(
+        lean(msg), Identity("aaa.example.com", "example.com"), sip_app.MultimediaAuthAnswer(2006)
+    )
     vendor = struct.pack(">IBxxxI", 376, 0x80, 10415) + b"junk"  # 3GPP's own 376, not a SIP-Auth-Data-Item
     vendor = vendor[:5] + len(vendor).to_bytes(3, "big") + vendor[8:]
     raw = answer + vendor
@@ -457,3 +464,26 @@ def test_lean_decoder_skips_vendor_avps_and_checks_groups() -> None:
     raw = raw[:1] + len(raw).to_bytes(3, "big") + raw[4:]
     with pytest.raises(base.DecodeError):
         sip_app.decode_maa(raw)
+
+
+def test_lean_answers_are_byte_identical_to_python_diameter() -> None:
+    proxy_info = base.avp_group(284, [base.avp(280, b"relay.example.com"), base.avp(33, b"state")])
+    request = base.decode(sip_app.encode_mar(MAR, 7, 8), sip_app.GROUPED)
+    request = base.decode(base.encode(request.header, [*request.avps, proxy_info]), sip_app.GROUPED)
+    challenge = DigestChallenge("example.com", "n" * 48, opaque="o", stale=True, domain="sip:example.com")
+    authenticate = base.avp_group(
+        379,
+        [
+            base.avp(104, "example.com"), base.avp(105, "n" * 48), base.avp(119, "sip:example.com"),
+            base.avp(116, "o"), base.avp(120, "true"), base.avp(111, "MD5"), base.avp(110, "auth"),
+        ],
+    )  # fmt: skip
+    body = [*sip_app.session_avps(), base.avp(382, 1), base.avp_group(376, [base.avp(377, 0), authenticate])]
+    expected = base.encode_answer(request, ME, 1001, body, error_message="try again")
+    answer = MultimediaAuthAnswer(1001, challenge, error_message="try again")
+    assert sip_app.encode_maa(lean(request), ME, answer) == expected
+    groups = base.avp_group(389, [base.avp(390, "groups"), base.avp(391, b"voicemail\n")])
+    sar = base.decode(sip_app.encode_sar(SAR, 9, 10), sip_app.GROUPED)
+    expected = base.encode_answer(sar, ME, 2001, [*sip_app.session_avps(), groups])
+    saa = ServerAssignmentAnswer(2001, (UserData("groups", b"voicemail\n"),))
+    assert sip_app.encode_saa(lean(sar), ME, saa) == expected
