@@ -139,11 +139,12 @@ class DiameterClient:
         problems: list[str] = []
         sends = 0
         retransmit = False
-        for position, index in enumerate(candidates):
+        queue = list(candidates)
+        for position, index in enumerate(queue):
             if sends == 2 or self._clock() >= deadline:
                 break
             link = self._links[index]
-            last = sends == 1 or position == len(candidates) - 1
+            last = sends == 1 or position == len(queue) - 1
             attempt_deadline = deadline if last else min(deadline, self._clock() + self.failover_timeout)
             try:
                 frame = link.exchange(partial(_build_with, build, end_to_end, retransmit), attempt_deadline)
@@ -159,6 +160,8 @@ class DiameterClient:
                 if exc.sent:
                     sends += 1
                     retransmit = True
+                    if len(candidates) == 1 and len(queue) == 1:
+                        queue.append(index)  # no other peer: its re-send goes to this one on a new connection
                 continue
             self._routing.succeeded(index)
             refused = _failover_result(frame)

@@ -35,6 +35,10 @@ RCVTIMEO_SLACK = 0.005  # how far the kernel's receive timeout may be off the de
 # After a CEA, how long the first request waits for DWRs from a peer that treats the
 # connection as a reopened one (see PeerLink._settle).
 REOPEN_WAIT = 0.003  # the DWRs follow the CEA at once: the gap is the peer's processing, not the network
+# Under load the idle check is skipped: a peer that answered us this recently cannot
+# have sent a DWR since (Tw is at least 6 s), and a DPR or a close is seen while the
+# answer is awaited all the same. Saves a system call per request.
+QUIET_BEFORE_DRAIN = 0.5
 REOPEN_WATCHDOGS = 3  # RFC 3539 §3.4.1: three DWR/DWA exchanges take a connection back into service
 
 
@@ -217,7 +221,8 @@ class PeerLink:
         the request may have reached the peer). PeerTimeout: no answer in time; the
         connection is closed, since a late answer would only be thrown away.
         """
-        if self._sock is not None:
+        proto = self.protocol
+        if self._sock is not None and proto is not None and self._clock() - proto.last_received >= QUIET_BEFORE_DRAIN:
             try:
                 replies = self._drain(deadline)
             except PeerDown:

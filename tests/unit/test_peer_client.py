@@ -27,6 +27,14 @@ def peers() -> Iterator[list[FakePeer]]:
         p.stop()
 
 
+def idle(c: DiameterClient) -> None:
+    """As if the worker had waited for SIP long enough for its next request to look at
+    what the peers sent meanwhile."""
+    for link in c.links:
+        if link.protocol is not None:
+            link.protocol.last_received -= 1.0
+
+
 def new_peer(peers: list[FakePeer], **kw) -> FakePeer:
     p = FakePeer(**kw)
     peers.append(p)
@@ -82,6 +90,7 @@ def test_dwr_received_while_idle_is_answered_then_the_connection_renewed(peers: 
     ask(c)
     p.push(base.encode_dwr(p.identity, 1, 777, 778))
     time.sleep(0.05)
+    idle(c)
     assert ask(c) == 2006
     time.sleep(0.05)
     assert [r.hop_by_hop for r in p.answers(base.CMD_DEVICE_WATCHDOG)] == [777]
@@ -95,9 +104,22 @@ def test_connection_closed_while_idle_is_replaced_within_the_request(peers: list
     ask(c)
     p.drop_connections()
     time.sleep(0.05)
+    idle(c)
     assert ask(c) == 2006
     assert len(p.connections) == 2
     assert not any(r.flags & T_FLAG for r in p.requests())  # nothing was lost, so nothing is a re-send
+
+
+def test_under_load_a_closed_connection_is_found_by_the_request_and_it_is_re_sent(peers: list[FakePeer]) -> None:
+    """No idle check right after an answer: the request meets the closed connection, and
+    with no other peer it goes again, flagged T, to the same peer on a new connection."""
+    p = new_peer(peers)
+    c = client(p.port)
+    ask(c)
+    p.drop_connections()
+    time.sleep(0.05)
+    assert ask(c) == 2006
+    assert len(p.connections) == 2 and p.requests()[-1].flags & T_FLAG
 
 
 def test_silence_longer_than_tw_sends_a_dwr_with_the_request(peers: list[FakePeer]) -> None:
@@ -185,6 +207,7 @@ def test_dpr_is_answered_and_the_next_request_reconnects(peers: list[FakePeer]) 
     ask(c)
     p.push(base.encode_dpr(p.identity, 0, 555, 556))
     time.sleep(0.05)
+    idle(c)
     assert ask(c) == 2006
     assert [r.hop_by_hop for r in p.answers(base.CMD_DISCONNECT_PEER)] == [555]
     assert len(p.connections) == 2
