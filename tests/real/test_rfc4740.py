@@ -9,6 +9,7 @@ import pytest
 
 from tests.harness import Kamailio, ReferenceServer, SipClient, example_kamailio, free_port, sipp
 from tests.real.conftest import make_server
+from tests.real.test_faults import set_cfg
 
 pytestmark = pytest.mark.kamailio
 
@@ -87,3 +88,26 @@ def test_each_worker_is_its_own_peer(kamailio, server, tmp_path):
     run(kamailio, tmp_path, "register_auth", auth_user="alice", password="secret", calls=20)
     log = (server.log_path).read_text()
     assert f"w1.{ORIGIN}" in log or f"w2.{ORIGIN}" in log, log[-2000:]
+
+
+def test_switching_protocol_and_peers_at_run_time(tmp_path, server):
+    """cfg_rpc changes apply within 0.1 s: legacy -> rfc4740 -> back; a bad value is refused and logged."""
+    assert server.diameter_port is not None
+    k = example_kamailio(tmp_path / "k", server.port, children=1, ORIGIN_HOST=f'"{ORIGIN}"')
+    k.start()
+    try:
+        flows = dict(auth_user="alice", password="secret", calls=2)
+        assert sipp("register_auth", k.sip_port, run_dir=tmp_path / "legacy", **flows).returncode == 0
+        before = server.log_path.read_text().count("CER from w1.")
+        set_cfg(k, protocol="rfc4740", peers=f"127.0.0.1:{server.diameter_port}")
+        assert sipp("register_auth", k.sip_port, run_dir=tmp_path / "rfc4740", **flows).returncode == 0
+        assert server.log_path.read_text().count("CER from w1.") == before + 1
+        out = k.kamcmd("cfg.set", "auth_diameter", "peers", "not a host")
+        assert "error" not in out.lower(), out  # Kamailio takes any string; the plugin refuses it
+        assert sipp("register_auth", k.sip_port, run_dir=tmp_path / "kept", **flows).returncode == 0
+        assert "auth_diameter.peers: 'not a host' is not host[:port]" in k.log()
+        set_cfg(k, protocol="legacy", peers="")
+        assert sipp("register_auth", k.sip_port, run_dir=tmp_path / "back", **flows).returncode == 0
+    finally:
+        k.stop()
+        k.assert_no_crash()
