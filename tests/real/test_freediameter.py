@@ -154,3 +154,34 @@ if netns.inside():
         before = mar_count(victim)
         run(kamailio, tmp_path / "up", "register_auth", calls=200, rate=200, **LOAD)
         assert mar_count(victim) - before >= 80
+
+    def test_flows_over_tls_through_the_relay(servers, tmp_path):
+        """RFC 6733 TLS (handshake first, then CER) against another implementation
+        (freeDiameter on GnuTLS), which insists on a client certificate from its CA."""
+        upstream = [("127.0.0.1", s.diameter_port, f"aaa{i}.example.com") for i, s in enumerate(servers, 1)]
+        fd = FreeDiameter(upstream, tmp_path / "freediameter-tls")
+        fd.start()
+        try:
+            assert fd.ca is not None
+            cert, key = fd.client_cert("kamailio.example.com")
+            defines = rfc4740_defines(
+                fd.tls_port,
+                ORIGIN_REALM='"kamailio.example.com"',
+                DESTINATION_REALM='"example.com"',
+                DIAMETER_TLS="1",
+                TLS_CA_FILE=f'"{fd.ca}"',
+                TLS_CERT_FILE=f'"{cert}"',
+                TLS_KEY_FILE=f'"{key}"',
+            )
+            k = example_kamailio(tmp_path / "k", servers[0].port, **defines)
+            k.start()
+            try:
+                run(k, tmp_path, "register_auth", calls=5, rate=50, **LOAD)
+                run(k, tmp_path, "invite_auth_200", auth_user="alice", password="secret", service="voicemail")
+                assert "Diameter exchange failed" not in k.log()
+                assert re.search(r"Connected to 'w\d\.kamailio\.example\.com' \(TCP,TLS", fd.log())
+            finally:
+                k.stop()
+                k.assert_no_crash()
+        finally:
+            fd.stop()
