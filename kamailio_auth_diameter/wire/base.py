@@ -364,6 +364,19 @@ def pack_text(code: int, value: str, flags: int = AVP_FLAG_MANDATORY) -> bytes:
     return pack_avp(code, value.encode("utf-8"), flags)
 
 
+def pack_texts(pairs: Iterable[tuple[int, str | None]]) -> bytes:
+    """Mandatory text AVPs in order, those whose value is None left out: one call for a
+    whole group, which a request's hot path is made of."""
+    out = []
+    head, padding = _AVP_HEAD.pack, _PADDING
+    for code, value in pairs:
+        if value is not None:
+            data = value.encode("utf-8")
+            length = 8 + len(data)
+            out.append(head(code, AVP_FLAG_MANDATORY << 24 | length) + data + padding[-length & 3])
+    return b"".join(out)
+
+
 def pack_message(flags: int, command: int, application: int, hop_by_hop: int, end_to_end: int, body: bytes) -> bytes:
     length = HEADER_LEN + len(body)
     return _MESSAGE_HEAD.pack(1 << 24 | length, flags << 24 | command, application, hop_by_hop, end_to_end) + body

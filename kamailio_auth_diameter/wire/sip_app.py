@@ -256,20 +256,26 @@ def _constant_head(origin_host: str, origin_realm: str, destination_realm: str, 
 
 
 def _pack_authorization(c: DigestResponse) -> bytes:
-    members = [
-        base.pack_text(AVP_DIGEST_USERNAME, c.username),
-        base.pack_text(AVP_DIGEST_REALM, c.realm),
-        base.pack_text(AVP_DIGEST_NONCE, c.nonce),
-        base.pack_text(AVP_DIGEST_URI, c.uri),
-        base.pack_text(AVP_DIGEST_RESPONSE, c.response),
-    ]
-    _pack_optional(members, AVP_DIGEST_ALGORITHM, c.algorithm)
-    _pack_optional(members, AVP_DIGEST_CNONCE, c.cnonce)
-    _pack_optional(members, AVP_DIGEST_OPAQUE, c.opaque)
-    _pack_optional(members, AVP_DIGEST_QOP, c.qop)
-    _pack_optional(members, AVP_DIGEST_NONCE_COUNT, c.nonce_count)
-    _pack_optional(members, AVP_DIGEST_METHOD, c.method)
-    return base.pack_avp(AVP_SIP_AUTHORIZATION, b"".join(members))
+    members = base.pack_texts(
+        (
+            (AVP_DIGEST_USERNAME, c.username),
+            (AVP_DIGEST_REALM, c.realm),
+            (AVP_DIGEST_NONCE, c.nonce),
+            (AVP_DIGEST_URI, c.uri),
+            (AVP_DIGEST_RESPONSE, c.response),
+            (AVP_DIGEST_ALGORITHM, c.algorithm),
+            (AVP_DIGEST_CNONCE, c.cnonce),
+            (AVP_DIGEST_OPAQUE, c.opaque),
+            (AVP_DIGEST_QOP, c.qop),
+            (AVP_DIGEST_NONCE_COUNT, c.nonce_count),
+            (AVP_DIGEST_METHOD, c.method),
+        )
+    )
+    return base.pack_avp(AVP_SIP_AUTHORIZATION, members)
+
+
+_ONE_AUTH_ITEM = base.pack_u32(AVP_SIP_NUMBER_AUTH_ITEMS, 1)
+_AUTH_ITEM_SCHEME = base.pack_u32(AVP_SIP_AUTHENTICATION_SCHEME, SCHEME_DIGEST)
 
 
 def _request_flags(retransmit: bool) -> int:
@@ -279,14 +285,19 @@ def _request_flags(retransmit: bool) -> int:
 def encode_mar(req: MultimediaAuthRequest, hop_by_hop: int, end_to_end: int, retransmit: bool = False) -> bytes:
     """A MAR (lean codec); with credentials it carries SIP-Number-Auth-Items 1 and one SIP-Auth-Data-Item."""
     avps = _pack_head(req.session_id, req.origin_host, req.origin_realm, req.destination_realm, req.destination_host)
-    avps.append(base.pack_text(AVP_SIP_AOR, req.sip_aor))
-    avps.append(base.pack_text(AVP_SIP_METHOD, req.sip_method))
-    _pack_optional(avps, base.AVP_USER_NAME, req.user_name)
-    _pack_optional(avps, AVP_SIP_SERVER_URI, req.server_uri)
+    avps.append(
+        base.pack_texts(
+            (
+                (AVP_SIP_AOR, req.sip_aor),
+                (AVP_SIP_METHOD, req.sip_method),
+                (base.AVP_USER_NAME, req.user_name),
+                (AVP_SIP_SERVER_URI, req.server_uri),
+            )
+        )
+    )
     if req.credentials is not None:
-        avps.append(base.pack_u32(AVP_SIP_NUMBER_AUTH_ITEMS, 1))
-        item = base.pack_u32(AVP_SIP_AUTHENTICATION_SCHEME, SCHEME_DIGEST) + _pack_authorization(req.credentials)
-        avps.append(base.pack_avp(AVP_SIP_AUTH_DATA_ITEM, item))
+        item = _AUTH_ITEM_SCHEME + _pack_authorization(req.credentials)
+        avps.append(_ONE_AUTH_ITEM + base.pack_avp(AVP_SIP_AUTH_DATA_ITEM, item))
     body = b"".join(avps)
     return base.pack_message(_request_flags(retransmit), CMD_MULTIMEDIA_AUTH, APP_SIP, hop_by_hop, end_to_end, body)
 
