@@ -465,11 +465,12 @@ def ratios(results: list[Result]) -> list[str]:
             if r and r.flows and noauth and noauth.rate:
                 out.append(f"{mode}/no-auth flows/s{tag}: {r.rate / noauth.rate:.2f}")
     for r in results:
-        if r.mode == "plugin" and len(r.mem) >= 2:
+        if r.mode in ("plugin", "rfc4740", "rfc4740-fd") and len(r.mem) >= 2:
             g = r.growth("rss_kb", 1.0)
             span = r.mem[-1].flows - r.mem[0].flows
             ok = "met" if g <= 50 and span >= 100_000 else ("NOT met" if g > 50 else f"only {span:,} flows")
-            out.append(f"plugin memory growth: {g:.1f} KB RSS per 1,000 flows over {span:,} flows (target <= 50: {ok})")
+            growth = f"{g:.1f} KB RSS per 1,000 flows over {span:,} flows"
+            out.append(f"{r.mode} memory growth: {growth} (target <= 50: {ok})")
     return out
 
 

@@ -25,11 +25,6 @@ from .wire.base import Capabilities, Identity
 
 HEADER_HOP_BY_HOP = slice(12, 16)
 
-# A DPR's Disconnect-Cause (RFC 6733 §5.4.3) tells us whether to come back soon.
-DISCONNECT_REBOOTING = 0
-DISCONNECT_BUSY = 1
-DISCONNECT_DO_NOT_WANT_TO_TALK = 2
-
 
 class PeerError(Exception):
     """The connection cannot be used (refused CER, garbage, a DPR); the message says why."""
@@ -106,7 +101,7 @@ class PeerProtocol:
     def disconnect(self) -> bytes:
         """A DPR (REBOOTING: we will be back) before we close a connection ourselves."""
         self.state = State.CLOSED
-        return base.encode_dpr(self.identity, DISCONNECT_REBOOTING, self.hop_by_hop(), self._end_to_end())
+        return base.encode_dpr(self.identity, base.DISCONNECT_REBOOTING, self.hop_by_hop(), self._end_to_end())
 
     def receive(self, frame: bytes) -> Received:
         self.last_received = self._clock()
@@ -170,7 +165,8 @@ class Disconnected(PeerError):
     """The peer sent a DPR: send ``dpa``, then close."""
 
     def __init__(self, dpa: bytes, cause: int | None) -> None:
-        soon = cause in (None, DISCONNECT_REBOOTING)
+        # RFC 6733 §5.4.3: after REBOOTING come back soon; after BUSY or DO_NOT_WANT_TO_TALK not
+        soon = cause in (None, base.DISCONNECT_REBOOTING)
         super().__init__(f"peer disconnected (DPR, Disconnect-Cause {cause})", retry_soon=soon)
         self.dpa = dpa
 

@@ -106,7 +106,7 @@ def test_connection_closed_while_idle_is_replaced_within_the_request(peers: list
     time.sleep(0.05)
     idle(c)
     assert ask(c) == 2006
-    assert len(p.connections) == 2
+    assert len(p.connections) == 2 and c.links[0].connections == 2
     assert not any(r.flags & T_FLAG for r in p.requests())  # nothing was lost, so nothing is a re-send
 
 

@@ -90,12 +90,12 @@ def test_dwr_is_answered_with_dwa(clock: Clock) -> None:
 def test_dpr_is_answered_then_the_connection_ends(clock: Clock) -> None:
     p = opened(clock)
     with pytest.raises(Disconnected) as info:
-        p.receive(base.encode_dpr(PEER, 1, 5, 6))  # BUSY: do not come back at once
+        p.receive(base.encode_dpr(PEER, 1, 5, 6))  # 1 BUSY: do not come back at once
     assert info.value.retry_soon is False and p.state is State.CLOSED
     assert Message.from_bytes(info.value.dpa, plain_msg=True).header.command_code == 282
     p = opened(clock)
     with pytest.raises(Disconnected) as info:
-        p.receive(base.encode_dpr(PEER, 0, 5, 6))
+        p.receive(base.encode_dpr(PEER, base.DISCONNECT_REBOOTING, 5, 6))
     assert info.value.retry_soon is True
 
 
