@@ -384,40 +384,46 @@ def pack_message(flags: int, command: int, application: int, hop_by_hop: int, en
 
 class LeanAvps:
     """One level of AVPs as (code, flags, vendor, data), read from bytes already checked
-    by :func:`decode_lean`; the accessors raise RequestError like the ones above."""
+    by :func:`decode_lean`, with the first vendor-0 AVP of each code at hand; the
+    accessors raise RequestError like the ones above."""
 
-    __slots__ = ("items",)
+    __slots__ = ("_first", "items")
 
-    def __init__(self, items: list[tuple[int, int, int, bytes]]) -> None:
+    def __init__(self, items: list[tuple[int, int, int, bytes]], first: dict[int, bytes]) -> None:
         self.items = items
+        self._first = first
 
     @classmethod
     def parse(cls, raw: bytes, pos: int, end: int) -> LeanAvps:
         """One level, each AVP's length checked against what is left (DecodeError);
         the members of Grouped AVPs are read when :meth:`groups` asks for them."""
         items = []
+        first: dict[int, bytes] = {}
         unpack = _AVP_HEAD.unpack_from
         while pos < end:
             if end - pos < 8:
                 raise DecodeError(f"{end - pos} stray bytes where an AVP header should be")
             code, flags_length = unpack(raw, pos)
             flags, length = flags_length >> 24, flags_length & 0xFFFFFF
-            head = 12 if flags & AVP_FLAG_VENDOR else 8
-            if length < head or pos + ((length + 3) & ~3) > end:
-                raise DecodeError(f"AVP {code} has length {length}, which does not fit")
-            vendor = _U32.unpack_from(raw, pos + 8)[0] if head == 12 else 0
-            items.append((code, flags, vendor, raw[pos + head : pos + length]))
+            if flags & AVP_FLAG_VENDOR:
+                if length < 12 or pos + ((length + 3) & ~3) > end:
+                    raise DecodeError(f"AVP {code} has length {length}, which does not fit")
+                items.append((code, flags, _U32.unpack_from(raw, pos + 8)[0], raw[pos + 12 : pos + length]))
+            else:
+                if length < 8 or pos + ((length + 3) & ~3) > end:
+                    raise DecodeError(f"AVP {code} has length {length}, which does not fit")
+                data = raw[pos + 8 : pos + length]
+                items.append((code, flags, 0, data))
+                if code not in first:
+                    first[code] = data
             pos += (length + 3) & ~3
-        return cls(items)
+        return cls(items, first)
 
     def all(self, code: int) -> list[bytes]:
         return [data for c, _, vendor, data in self.items if c == code and not vendor]
 
     def first(self, code: int) -> bytes | None:
-        for c, _, vendor, data in self.items:
-            if c == code and not vendor:
-                return data
-        return None
+        return self._first.get(code)
 
     def text(self, code: int) -> str | None:
         data = self.first(code)
