@@ -2,18 +2,19 @@
 
 The I/O shell around :class:`~..peer_state.PeerProtocol`. Kamailio 5.6 runs no
 Python while a worker waits for SIP, so whatever the peer sent while we were idle
-(a DWR, a DPR, its FIN after it gave up on us) is read at the start of the next
-exchange, before the request goes out: DWRs are answered, and a connection the
-peer closed is replaced by a new one (connect, TLS, CER/CEA) within the request's
-own deadline. Nothing sent to an idle worker can make a request fail.
+(DWRs, a DPR, its FIN after it gave up on us) is read at the start of the next
+exchange, before the request goes out. A connection the peer closed, or sent DWRs
+on, is replaced by a new one (connect, TLS, CER/CEA, the DWRs of a peer that
+reopens us) within the request's own deadline: nothing that happens to an idle
+worker can make a request fail.
 
-Every wait is bounded by the deadline the caller passes; Nagle stays on (RFC 3539
+Every wait is bounded by the deadline the caller passes. Nagle stays on (RFC 3539
 §3.2), which costs nothing here because a request, and a DWR that rides with it,
 go out in one write. A clear TCP socket stays in blocking mode and the kernel bounds
-each receive (SO_RCVTIMEO), so an exchange costs three system calls: the look for
-what arrived while idle, the send and the receive; Python's own timeouts would add
-a poll and an ioctl to each. A TLS socket uses Python's timeouts, since the TLS
-layer may need to read while it writes.
+each receive (SO_RCVTIMEO), so an exchange costs two system calls under load, the
+send and the receive, and one more after a quiet spell, the look for what arrived
+meanwhile; Python's own timeouts would add a poll and an ioctl to each. A TLS socket
+uses Python's timeouts, since the TLS layer may need to read while it writes.
 """
 
 from __future__ import annotations
