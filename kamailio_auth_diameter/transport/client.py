@@ -8,7 +8,9 @@ id, so the server side can spot the duplicate. An answer with the E bit and 3002
 (UNABLE_TO_DELIVER) or 3004 (TOO_BUSY) is re-sent once too, with the same end-to-
 end id but without the T flag: the first copy was answered, so it cannot be a
 duplicate (RFC 6733 §3: T marks requests that got no answer). A peer whose
-connect fails is not a re-send: the next peer gets the first copy.
+connect fails is not a re-send: the next peer gets the first copy. With no other
+peer usable, a request whose connection broke under it is re-sent once to the
+same peer on a new connection (a server restart met under load).
 
 The identity is per worker (see :func:`worker_identity`), so each connection is a
 distinct peer in the server's peer table, as RFC 6733 expects of one connection
