@@ -22,14 +22,13 @@ from __future__ import annotations
 import select
 import socket
 import ssl
-import struct
 import time
 from collections.abc import Callable
 
 from ..peer_state import Disconnected, PeerError, PeerProtocol, State, hop_by_hop_of
 from ..settings import PeerAddress
 from ..wire.framing import Framer, FramingError
-from .stream import TransportError
+from .stream import TransportError, send_by, set_receive_timeout
 
 PART_WAIT = 0.1  # seconds we wait for a DPA, and for the peer's FIN, when we end a connection
 RCVTIMEO_SLACK = 0.005  # how far the kernel's receive timeout may be off the deadline before we reset it
@@ -345,9 +344,7 @@ class PeerLink:
 
     def _set_rcvtimeo(self, sock: socket.socket, seconds: float) -> None:
         if abs(seconds - self._rcvtimeo) > RCVTIMEO_SLACK:
-            sec = int(seconds)
-            usec = max(int((seconds - sec) * 1e6), 1 if sec == 0 else 0)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack("ll", sec, usec))
+            set_receive_timeout(sock, seconds)
             self._rcvtimeo = seconds
 
     def _send(self, data: bytes, deadline: float, sent: bool) -> None:
@@ -361,19 +358,8 @@ class PeerLink:
                 sock.settimeout(remaining)
                 sock.sendall(data)
                 return
-            try:
-                done = sock.send(data, socket.MSG_DONTWAIT)
-            except BlockingIOError:
-                done = 0
-            view = memoryview(data)[done:]
-            while view:  # the rare partial send: wait for room, never past the deadline
-                remaining = deadline - self._clock()
-                if remaining <= 0 or not select.select([], [sock], [], remaining)[1]:
-                    raise TimeoutError
-                try:
-                    view = view[sock.send(view, socket.MSG_DONTWAIT) :]
-                except BlockingIOError:
-                    continue
+            if not send_by(sock, data, deadline, self._clock):
+                raise TimeoutError
         except TimeoutError:
             raise self._down("send timed out", sent=True) from None
         except OSError as exc:

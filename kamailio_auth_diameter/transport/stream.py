@@ -34,6 +34,33 @@ _SLACK = 0.001
 _GONE = (errno.ECONNRESET, errno.EPIPE, errno.ENOTCONN, errno.ECONNABORTED)
 
 
+def set_receive_timeout(sock: socket.socket, seconds: float) -> None:
+    """SO_RCVTIMEO on a blocking socket: the kernel ends a receive that waits longer."""
+    sec = int(seconds)
+    usec = max(int((seconds - sec) * 1e6), 1 if sec == 0 else 0)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack("ll", sec, usec))
+
+
+def send_by(sock: socket.socket, data: bytes, deadline: float, clock: Callable[[], float]) -> bool:
+    """Send all of ``data`` without blocking: one send in the usual case, and for the rare
+    partial send a wait for room that never passes the deadline. False if it did pass;
+    OSError as the socket raised it."""
+    try:
+        done = sock.send(data, socket.MSG_DONTWAIT)
+    except BlockingIOError:
+        done = 0
+    view = memoryview(data)[done:]
+    while view:
+        remaining = deadline - clock()
+        if remaining <= 0 or not select.select([], [sock], [], remaining)[1]:
+            return False
+        try:
+            view = view[sock.send(view, socket.MSG_DONTWAIT) :]
+        except BlockingIOError:
+            continue
+    return True
+
+
 class TransportError(Exception):
     """The exchange failed; the message says why, for the log."""
 
@@ -105,9 +132,7 @@ class StreamTransport:
 
     def _set_rcvtimeo(self, sock: socket.socket, seconds: float) -> None:
         if seconds != self._rcvtimeo:
-            sec = int(seconds)
-            usec = max(int((seconds - sec) * 1e6), 1 if sec == 0 else 0)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack("ll", sec, usec))
+            set_receive_timeout(sock, seconds)
             self._rcvtimeo = seconds
 
     def exchange(self, request: bytes, start: float, timeout: float, accept: Callable[[bytes], T | None]) -> T:
@@ -141,11 +166,8 @@ class StreamTransport:
         accept: Callable[[bytes], T | None],
     ) -> T:
         try:
-            sent = sock.send(request, socket.MSG_DONTWAIT)
-            if sent < len(request):
-                self._send_rest(sock, request[sent:], deadline)
-        except BlockingIOError:
-            self._send_rest(sock, request, deadline)
+            if not send_by(sock, request, deadline, self._clock):
+                raise self._fail("could not send the request before the deadline", True)
         except OSError as exc:
             if exc.errno in _GONE:
                 raise _PeerGone from None
@@ -186,15 +208,3 @@ class StreamTransport:
                 raise self._fail("server closed the connection", False)
             received = True
             framer.feed(data)
-
-    def _send_rest(self, sock: socket.socket, data: bytes, deadline: float) -> None:
-        """The rare partial send: wait for room in the send buffer, never past the deadline."""
-        view = memoryview(data)
-        while view:
-            remaining = deadline - self._clock()
-            if remaining <= 0 or not select.select([], [sock], [], remaining)[1]:
-                raise self._fail("could not send the request before the deadline", True)
-            try:
-                view = view[sock.send(view, socket.MSG_DONTWAIT) :]
-            except BlockingIOError:
-                continue
