@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from .. import __version__, authorize, group, outcome
 from ..outcome import Outcome
@@ -28,6 +28,7 @@ from .config import CfgSettings
 from .request import read_auth_request
 
 _LOG_REPEAT_S = 5.0
+A = TypeVar("A")
 _PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -41,8 +42,9 @@ class AuthDiameter:
         self._rank: int | None = None  # Kamailio's process rank, from child_init
         self._client: DiameterClient | None = None  # rfc4740 mode
         self._client_settings: Settings | None = None
-        self._client_identity: tuple[str, str, str] = ("", "", "")
-        self._sessions: base.SessionIds | None = None
+        self._client_identity: tuple[str, str, str] = ("", "", "")  # origin host, origin realm, destination realm
+        self._origin = base.Identity("", "")  # Origin-Host/Realm of this worker's requests
+        self._sessions = base.SessionIds("")
         self._group_params: dict[str, group.GroupQuery] = {}
         # credentials authorized for the message being processed, for who=Credentials
         self._authorized_msgid: int | None = None
@@ -133,12 +135,8 @@ class AuthDiameter:
         client = self._rfc4740_client(settings)
         if client is None:
             return outcome.SERVER_ERROR
-        origin_host, origin_realm, destination_realm = self._client_identity
-        assert self._sessions is not None
         try:
-            mar = sip_app.mar_for(
-                plan, plan.realm, self._sessions(), base.Identity(origin_host, origin_realm), destination_realm
-            )
+            mar = sip_app.mar_for(plan, plan.realm, self._sessions(), self._origin, self._client_identity[2])
         except sip_app.IncompleteCredentials as exc:
             self._error(f"authorize: {exc}")
             return outcome.BAD_REQUEST
@@ -149,13 +147,8 @@ class AuthDiameter:
         def build(hop: int, e2e: int, retransmit: bool) -> bytes:
             return sip_app.encode_mar(mar, hop, e2e, retransmit)
 
-        frame = self._request(client, settings, build, start)
-        if frame is None:
-            return outcome.SERVER_ERROR
-        try:
-            _, answer = sip_app.decode_maa(frame)
-        except (base.DecodeError, base.RequestError) as exc:
-            self._error(f"authorize: unusable MAA: {exc}")
+        answer = self._ask(client, settings, build, start, sip_app.decode_maa, "authorize: unusable MAA")
+        if answer is None:
             return outcome.SERVER_ERROR
         result = sip_app.auth_result(answer)
         if result is authorize.Result.SERVER_ERROR:
@@ -223,13 +216,11 @@ class AuthDiameter:
         client = self._rfc4740_client(settings)
         if client is None:
             return group.ERROR
-        origin_host, origin_realm, destination_realm = self._client_identity
-        assert self._sessions is not None
         sar = sip_app.ServerAssignmentRequest(
             session_id=self._sessions(),
-            origin_host=origin_host,
-            origin_realm=origin_realm,
-            destination_realm=destination_realm,
+            origin_host=self._origin.origin_host,
+            origin_realm=self._origin.origin_realm,
+            destination_realm=self._client_identity[2],
             assignment_type=sip_app.ASSIGNMENT_NO_ASSIGNMENT,
             user_name=plan.user_name.decode("utf-8", "replace"),
             supported_user_data_types=(sip_app.GROUPS_USER_DATA_TYPE,),
@@ -238,13 +229,10 @@ class AuthDiameter:
         def build(hop: int, e2e: int, retransmit: bool) -> bytes:
             return sip_app.encode_sar(sar, hop, e2e, retransmit)
 
-        frame = self._request(client, settings, build, self._clock())
-        if frame is None:
-            return group.ERROR
-        try:
-            _, answer = sip_app.decode_saa(frame)
-        except (base.DecodeError, base.RequestError) as exc:
-            self._error(f"diameter_is_user_in: unusable SAA: {exc}")
+        answer = self._ask(
+            client, settings, build, self._clock(), sip_app.decode_saa, "diameter_is_user_in: unusable SAA"
+        )
+        if answer is None:
             return group.ERROR
         if answer.result_code not in (base.RESULT_SUCCESS, sip_app.RESULT_SUCCESS_SERVER_NAME_NOT_STORED):
             if answer.result_code != sip_app.RESULT_ERROR_USER_UNKNOWN:
@@ -267,11 +255,13 @@ class AuthDiameter:
             if self._client is None or identity != self._client_identity:
                 if self._client is not None:
                     self._client.close()
-                local = LocalPeer(base.Identity(identity[0], identity[1]), (sip_app.APP_SIP,), int(time.time()))
-                self._client = DiameterClient(local, clock=self._clock)
+                origin = base.Identity(identity[0], identity[1])
+                self._client = DiameterClient(
+                    LocalPeer(origin, (sip_app.APP_SIP,), int(time.time())), clock=self._clock
+                )
                 self._client.offset = self._rank if self._rank is not None and self._rank > 0 else os.getpid()
-                self._client_identity = identity
-                self._sessions = base.SessionIds(identity[0])
+                self._client_identity, self._origin = identity, origin
+                self._sessions = base.SessionIds(origin.origin_host)
             self._client.configure(settings)
         except SettingsError as exc:
             self._error(f"rfc4740 settings unusable: {exc}")
@@ -280,13 +270,25 @@ class AuthDiameter:
         self._client_settings = settings
         return self._client
 
-    def _request(
-        self, client: DiameterClient, settings: Settings, build: Callable[[int, int, bool], bytes], start: float
-    ) -> bytes | None:
+    def _ask(
+        self,
+        client: DiameterClient,
+        settings: Settings,
+        build: Callable[[int, int, bool], bytes],
+        start: float,
+        decode: Callable[[bytes], tuple[base.AnswerInfo, A]],
+        unusable: str,
+    ) -> A | None:
+        """The decoded answer to ``build``'s request, or None after logging why not."""
         try:
-            return client.request(build, start, settings.answer_timeout / 1000.0)
+            frame = client.request(build, start, settings.answer_timeout / 1000.0)
         except TransportError as exc:
             self._error(f"Diameter exchange failed: {exc}")
+            return None
+        try:
+            return decode(frame)[1]
+        except (base.DecodeError, base.RequestError) as exc:
+            self._error(f"{unusable}: {exc}")
             return None
 
     # --- shared ---------------------------------------------------------------------
