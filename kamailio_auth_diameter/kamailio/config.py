@@ -15,6 +15,7 @@ from typing import Any
 
 from .. import settings
 from ..settings import Settings, SettingsError
+from ..transport.tls import client_context
 from .cfgfile import UNRESOLVED, Declared
 
 REFRESH_INTERVAL = 0.1
@@ -40,7 +41,9 @@ class CfgSettings:
     def at_startup(cls, ksr: Any, declared: Declared) -> CfgSettings:
         """Validate what the cfg file says; SettingsError (naming the setting) stops Kamailio."""
         literal = {name: value for name, value in declared.values.items() if value is not UNRESOLVED}
-        settings.parse(literal)  # unknown names and bad literal values raise here
+        parsed = settings.parse(literal)  # unknown names and bad literal values raise here
+        if parsed.protocol == "rfc4740" and parsed.use_tls:
+            client_context(parsed)  # so does a TLS file that cannot be used
         return cls(ksr, tuple(declared.values))
 
     def refresh(self) -> Settings | None:

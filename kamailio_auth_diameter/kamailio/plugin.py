@@ -17,11 +17,9 @@ from typing import Any, TypeVar
 from .. import __version__, authorize, group, outcome
 from ..outcome import Outcome
 from ..settings import Settings, SettingsError
-from ..settings import parse as parse_settings
 from ..sip.credentials import Credentials
 from ..transport.client import DiameterClient, LocalPeer, resolve_identity
 from ..transport.stream import StreamTransport, TransportError
-from ..transport.tls import client_context
 from ..wire import base, legacy, sip_app
 from . import cfgfile
 from .config import CfgSettings
@@ -338,9 +336,6 @@ def create(ksr: Any) -> AuthDiameter:
     path, defines = cfgfile.from_command_line(cfgfile.read_own_command_line())
     declared = cfgfile.scan(path, defines, _read_text)
     cfg = CfgSettings.at_startup(ksr, declared)
-    literal = parse_settings({k: v for k, v in declared.values.items() if v is not cfgfile.UNRESOLVED})
-    if literal.protocol == "rfc4740" and literal.use_tls:
-        client_context(literal)  # a TLS file that cannot be used stops Kamailio now, named
     names = ", ".join(declared.values) or "none, all defaults"
     ksr.info(
         f"auth_diameter: plugin {__version__} from {_PACKAGE_DIR} ready; "
