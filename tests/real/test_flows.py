@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
-from tests.harness import Kamailio, SipClient, sipp
+from tests.harness import SipClient
+from tests.real.conftest import run
 
 pytestmark = pytest.mark.kamailio
-
-
-def run(kamailio: Kamailio, tmp_path: Path, scenario: str, **kw) -> None:
-    r = sipp(scenario, kamailio.sip_port, run_dir=tmp_path, **kw)
-    assert r.returncode == 0, r.output
 
 
 @pytest.mark.parametrize("auth_user", ["alice", "alice@example.com"])

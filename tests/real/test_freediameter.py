@@ -17,14 +17,13 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from tests import netns
 from tests.freediameter import FreeDiameter
-from tests.harness import ROOT, Kamailio, Postgres, ReferenceServer, example_kamailio, free_port, sipp
-from tests.real.conftest import GROUPS, USERS
+from tests.harness import ROOT, Kamailio, Postgres, ReferenceServer, example_kamailio, free_port
+from tests.real.conftest import GROUPS, USERS, mar_count, run
 from tests.real.test_rfc4740 import rfc4740_defines
 
 pytestmark = pytest.mark.kamailio
@@ -41,26 +40,14 @@ def test_relay_tests_pass_in_a_network_namespace_of_their_own():
     assert re.search(r"\b[1-9]\d* passed", r.stdout), r.stdout[-2000:]
 
 
-def mar_count(server: ReferenceServer) -> int:
-    return len(re.findall(r"command 286 from", server.log_path.read_text(errors="replace")))
-
-
 if netns.inside():
 
     @pytest.fixture(scope="module")
-    def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Postgres]:
-        p = Postgres(log_path=tmp_path_factory.mktemp("postgres") / "postgres.log")
-        try:
-            yield p.start()
-        finally:
-            p.remove()
-
-    @pytest.fixture(scope="module")
     def servers(tmp_path_factory: pytest.TempPathFactory, postgres: Postgres) -> Iterator[list[ReferenceServer]]:
-        run = tmp_path_factory.mktemp("servers")
+        run_dir = tmp_path_factory.mktemp("servers")
         made = []
         for name in ("aaa1", "aaa2"):
-            s = ReferenceServer(db=postgres.url, log_path=run / f"{name}.log", diameter_port=free_port())
+            s = ReferenceServer(db=postgres.url, log_path=run_dir / f"{name}.log", diameter_port=free_port())
             s.extra = ("--origin-host", f"{name}.example.com", "--origin-realm", "example.com", "-v")
             made.append(s)
         for user in USERS:
@@ -93,10 +80,6 @@ if netns.inside():
         yield k
         k.stop()
         k.assert_no_crash()
-
-    def run(k: Kamailio, tmp: Path, scenario: str, **kw) -> None:
-        r = sipp(scenario, k.sip_port, run_dir=tmp / scenario, **kw)
-        assert r.returncode == 0, r.output
 
     def test_flows_through_the_relay(kamailio, tmp_path):
         run(kamailio, tmp_path, "register_auth", auth_user="alice", password="secret", calls=3)

@@ -29,19 +29,10 @@ REALM = "example.com"
 NONCE_RE = re.compile(rb'nonce="([0-9a-f]+)"')
 
 
-@pytest.fixture(scope="module")
-def pg(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Postgres]:
-    p = Postgres(log_path=tmp_path_factory.mktemp("postgres") / "postgres.log")
-    try:
-        yield p.start()
-    finally:
-        p.remove()
-
-
 @pytest.fixture
-def store(pg: Postgres) -> Iterator[PostgresStore]:
+def store(postgres: Postgres) -> Iterator[PostgresStore]:
     """A store on an emptied database: the tests below share one server."""
-    s = PostgresStore(pg.url)
+    s = PostgresStore(postgres.url)
     for user, realm in s.users():
         s.delete_user(user, realm)
     for name, group in s.groups():
@@ -68,23 +59,25 @@ def test_same_semantics_as_sqlite(store: PostgresStore, case: Callable[[Postgres
     case(store)
 
 
-def test_nonce_secret_is_created_once_and_shared(pg: Postgres) -> None:
-    a, b = PostgresStore(pg.url), PostgresStore(pg.url)
+def test_nonce_secret_is_created_once_and_shared(postgres: Postgres) -> None:
+    a, b = PostgresStore(postgres.url), PostgresStore(postgres.url)
     assert len(a.nonce_secret()) == 32
     assert a.nonce_secret() == b.nonce_secret()
     a.close()
     b.close()
 
 
-def test_cli_manages_users_and_groups_with_sqlite_messages(pg: Postgres, store: PostgresStore, tmp_path: Path) -> None:
+def test_cli_manages_users_and_groups_with_sqlite_messages(
+    postgres: Postgres, store: PostgresStore, tmp_path: Path
+) -> None:
     def ok(*args: str, stdin: str | None = None) -> str:
-        r = server_cli(pg.url, *args, stdin=stdin)
+        r = server_cli(postgres.url, *args, stdin=stdin)
         assert r.returncode == 0, r.stderr
         return r.stdout
 
     def refused(*args: str) -> str:
         """Refused on PostgreSQL with the very message SQLite gives."""
-        on_pg, on_sqlite = server_cli(pg.url, *args), server_cli(tmp_path / "same.db", *args)
+        on_pg, on_sqlite = server_cli(postgres.url, *args), server_cli(tmp_path / "same.db", *args)
         assert on_pg.returncode == on_sqlite.returncode == 1
         assert on_pg.stderr == on_sqlite.stderr
         return on_pg.stderr
@@ -163,10 +156,10 @@ def _auth_request(msgid: int, body: str | None) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def servers(pg: Postgres, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ReferenceServer, ...]]:
+def servers(postgres: Postgres, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ReferenceServer, ...]]:
     tmp = tmp_path_factory.mktemp("shared")
-    a = ReferenceServer(db=pg.url, log_path=tmp / "a.log", extra=("-v",))
-    b = ReferenceServer(db=pg.url, log_path=tmp / "b.log", extra=("-v",))
+    a = ReferenceServer(db=postgres.url, log_path=tmp / "a.log", extra=("-v",))
+    b = ReferenceServer(db=postgres.url, log_path=tmp / "b.log", extra=("-v",))
     a.add_user("alice", REALM, "secret")
     a.add_group("alice", "voicemail")
     a.start()
@@ -196,17 +189,17 @@ def test_nonces_users_and_groups_are_shared(servers: tuple[ReferenceServer, ...]
     b.close()
 
 
-def test_database_away_is_5012_then_recovers(pg: Postgres, servers: tuple[ReferenceServer, ...]) -> None:
+def test_database_away_is_5012_then_recovers(postgres: Postgres, servers: tuple[ReferenceServer, ...]) -> None:
     a = LegacyClient(servers[0].port)
     nonce = a.challenge()
     assert a.authenticate("alice", "secret", nonce) == 2001
-    pg.stop()
+    postgres.stop()
     try:
         assert a.authenticate("alice", "secret", nonce) == 5012
         assert a.in_group("alice", "voicemail") == 5012
         assert a.challenge()  # needs no lookup: still served
     finally:
-        pg.start()
+        postgres.start()
     deadline = time.monotonic() + 15
     while (code := a.authenticate("alice", "secret", nonce)) != 2001 and time.monotonic() < deadline:
         assert code == 5012

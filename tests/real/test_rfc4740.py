@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from tests.harness import Kamailio, ReferenceServer, SipClient, example_kamailio, free_port, sipp
-from tests.real.conftest import make_server
+from tests.real.conftest import make_server, run
 from tests.real.test_faults import set_cfg
 
 pytestmark = pytest.mark.kamailio
@@ -43,11 +42,6 @@ def kamailio(tmp_path_factory: pytest.TempPathFactory, server: ReferenceServer) 
     yield k
     k.stop()
     k.assert_no_crash()
-
-
-def run(kamailio: Kamailio, tmp_path: Path, scenario: str, **kw) -> None:
-    r = sipp(scenario, kamailio.sip_port, run_dir=tmp_path, **kw)
-    assert r.returncode == 0, r.output
 
 
 @pytest.mark.parametrize("auth_user", ["alice", "alice@example.com"])

@@ -6,7 +6,6 @@ challenge made by one is checked by the other, as with a shared PostgreSQL.
 
 from __future__ import annotations
 
-import re
 import signal
 import threading
 import time
@@ -15,15 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness import Kamailio, ReferenceServer, example_kamailio, free_port, sipp
-from tests.real.conftest import GROUPS, USERS
+from tests.harness import Kamailio, ReferenceServer, example_kamailio, free_port
+from tests.real.conftest import GROUPS, USERS, mar_count, run
 from tests.real.test_rfc4740 import rfc4740_defines
 
 pytestmark = pytest.mark.kamailio
-
-
-def mar_count(server: ReferenceServer) -> int:
-    return len(re.findall(r"command 286 from", server.log_path.read_text(errors="replace")))
 
 
 @pytest.fixture
@@ -57,16 +52,7 @@ def kamailio(tmp_path: Path, pair: tuple[ReferenceServer, ReferenceServer]) -> I
 
 
 def test_requests_are_shared_between_the_servers(kamailio, pair, tmp_path):
-    r = sipp(
-        "register_auth",
-        kamailio.sip_port,
-        run_dir=tmp_path / "sipp",
-        auth_user="alice",
-        password="secret",
-        calls=100,
-        rate=200,
-    )
-    assert r.returncode == 0, r.output
+    run(kamailio, tmp_path / "sipp", "register_auth", auth_user="alice", password="secret", calls=100, rate=200)
     a, b = (mar_count(s) for s in pair)
     assert a + b >= 200 and min(a, b) >= 60, (a, b)  # and the readiness probe's OPTIONS
 
@@ -75,18 +61,11 @@ def test_a_server_killed_under_load_loses_nothing(kamailio, pair, tmp_path):
     a, b = pair
     killer = threading.Timer(1.0, lambda: a.stop(signal.SIGKILL))
     killer.start()
-    r = sipp(
-        "register_auth",
-        kamailio.sip_port,
-        run_dir=tmp_path / "sipp",
-        auth_user="alice",
-        password="secret",
-        calls=600,
-        rate=200,
-        extra=("-recv_timeout", "2000"),
-    )
-    killer.join()
-    assert r.returncode == 0, r.output
+    try:
+        load = {"calls": 600, "rate": 200, "extra": ("-recv_timeout", "2000")}
+        run(kamailio, tmp_path, "register_auth", auth_user="alice", password="secret", **load)
+    finally:
+        killer.join()
     assert "Diameter exchange failed" not in kamailio.log()
     assert mar_count(b) > 600
 
@@ -94,29 +73,11 @@ def test_a_server_killed_under_load_loses_nothing(kamailio, pair, tmp_path):
 def test_a_restarted_server_takes_its_share_again(kamailio, pair, tmp_path):
     a = pair[0]
     a.stop()
-    r = sipp(
-        "register_auth",
-        kamailio.sip_port,
-        run_dir=tmp_path / "s1",
-        auth_user="alice",
-        password="secret",
-        calls=50,
-        rate=200,
-    )
-    assert r.returncode == 0, r.output
+    run(kamailio, tmp_path / "s1", "register_auth", auth_user="alice", password="secret", calls=50, rate=200)
     before = mar_count(a)
     a.start()
     # past the back-off of a peer that refused connections once or twice (1 s, then 2 s)
     time.sleep(2.2)
-    r = sipp(
-        "register_auth",
-        kamailio.sip_port,
-        run_dir=tmp_path / "s2",
-        auth_user="alice",
-        password="secret",
-        calls=100,
-        rate=200,
-    )
-    assert r.returncode == 0, r.output
+    run(kamailio, tmp_path / "s2", "register_auth", auth_user="alice", password="secret", calls=100, rate=200)
     assert mar_count(a) - before >= 60
     assert "Diameter exchange failed" not in kamailio.log()

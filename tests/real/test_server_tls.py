@@ -19,13 +19,12 @@ from pathlib import Path
 
 import pytest
 
-from kamailio_auth_diameter import digest
 from kamailio_auth_diameter.server.diameter import server_tls_context
 from kamailio_auth_diameter.wire import base, sip_app
 from kamailio_auth_diameter.wire.base import Capabilities, Identity
 from kamailio_auth_diameter.wire.framing import HEADER_LEN
 from tests.harness import PYTHON, ROOT, ReferenceServer, free_port, wait_tcp
-from tests.real.conftest import make_server
+from tests.real.conftest import credentials, make_server
 from tests.tlsca import Pki, make_pki
 
 CLIENT = Identity("kamailio.example.com", "example.com")
@@ -116,15 +115,6 @@ def _mar(credentials: sip_app.DigestResponse | None = None) -> sip_app.Multimedi
     )
 
 
-def _credentials(challenge: sip_app.DigestChallenge, password: str) -> sip_app.DigestResponse:
-    uri, nc, cnonce = "sip:example.com", "00000001", "0a4f113b"
-    d = digest.DigestInput(method="REGISTER", uri=uri, nonce=challenge.nonce, qop="auth", nc=nc, cnonce=cnonce)
-    response = digest.response(digest.ha1("alice", challenge.realm, password), d)
-    return sip_app.DigestResponse(
-        "alice", challenge.realm, challenge.nonce, uri, response, qop="auth", nonce_count=nc, cnonce=cnonce
-    )
-
-
 def test_cer_mar_and_dpr_over_tls(tls_server: TlsServer) -> None:
     with _connect(tls_server.tls_port, _context(tls_server.pki, tls_server.pki)) as sock:
         assert sock.version() == "TLSv1.3"
@@ -133,7 +123,7 @@ def test_cer_mar_and_dpr_over_tls(tls_server: TlsServer) -> None:
         assert maa.result_code == base.RESULT_MULTI_ROUND_AUTH
         assert maa.challenge is not None and maa.challenge.realm == "example.com"
         info, maa = sip_app.decode_maa(
-            _exchange(sock, sip_app.encode_mar(_mar(_credentials(maa.challenge, "secret")), 3, 3))
+            _exchange(sock, sip_app.encode_mar(_mar(credentials(maa.challenge, "secret")), 3, 3))
         )
         assert (maa.result_code, info.hop_by_hop, info.origin_host) == (base.RESULT_SUCCESS, 3, SERVER)
         dpa = base.decode(_exchange(sock, base.encode_dpr(CLIENT, base.DISCONNECT_REBOOTING, 4, 4)))

@@ -19,13 +19,12 @@ from pathlib import Path
 import pytest
 from diameter.message.avp import Avp
 
-from kamailio_auth_diameter import digest
 from kamailio_auth_diameter.wire import base, sip_app
 from kamailio_auth_diameter.wire.base import Capabilities, Identity
 from kamailio_auth_diameter.wire.framing import HEADER_LEN
 from tests import tshark
 from tests.harness import ReferenceServer, free_port
-from tests.real.conftest import make_server
+from tests.real.conftest import credentials, make_server
 
 CLIENT = Identity("kamailio.example.com", "example.com")
 SERVER = "aaa.example.com"
@@ -109,23 +108,6 @@ def _mar(client: Client, credentials: sip_app.DigestResponse | None = None, regi
     return sip_app.encode_mar(req, *client.ids())
 
 
-def _credentials(challenge: sip_app.DigestChallenge, password: str) -> sip_app.DigestResponse:
-    uri, nc, cnonce = "sip:example.com", "00000001", "0a4f113b"
-    d = digest.DigestInput(method="REGISTER", uri=uri, nonce=challenge.nonce, qop="auth", nc=nc, cnonce=cnonce)
-    return sip_app.DigestResponse(
-        username="alice",
-        realm=challenge.realm,
-        nonce=challenge.nonce,
-        uri=uri,
-        response=digest.response(digest.ha1("alice", challenge.realm, password), d),
-        algorithm="MD5",
-        cnonce=cnonce,
-        qop="auth",
-        nonce_count=nc,
-        method="REGISTER",
-    )
-
-
 def _with_avp(raw: bytes, extra: Avp) -> bytes:
     msg = base.decode(raw, sip_app.GROUPED)
     return base.encode(msg.header, [*msg.avps, extra])
@@ -147,11 +129,11 @@ def _exchange(client: Client) -> None:
     client.read()
     _, maa = sip_app.decode_maa(client.read())
     assert maa.result_code == base.RESULT_MULTI_ROUND_AUTH and maa.challenge is not None
-    good = _credentials(maa.challenge, "secret")
+    good = credentials(maa.challenge, "secret")
     for request, expected in (
         (_mar(client, good), base.RESULT_SUCCESS),
         (_mar(client, good, registrar=False), sip_app.RESULT_SUCCESS_SERVER_NAME_NOT_STORED),
-        (_mar(client, _credentials(maa.challenge, "wrong")), base.RESULT_AUTHENTICATION_REJECTED),
+        (_mar(client, credentials(maa.challenge, "wrong")), base.RESULT_AUTHENTICATION_REJECTED),
     ):
         assert sip_app.decode_maa(client.answer(request))[1].result_code == expected
     sar = sip_app.ServerAssignmentRequest(
