@@ -136,12 +136,8 @@ def _walk(raw: bytes, pos: int, end: int, grouped: Collection[int]) -> None:
         pos += (length + 3) & ~3
 
 
-def decode(raw: bytes, grouped: Collection[int] = GROUPED) -> Message:
-    """One message, checked byte by byte first; DecodeError if it is not exactly that.
-
-    ``grouped`` names the vendor-0 Grouped AVPs whose contents are checked too (the
-    ones the caller will read); other AVPs are opaque here.
-    """
+def _check_header(raw: bytes) -> None:
+    """DecodeError unless ``raw`` is one whole message as far as its header can tell."""
     if len(raw) < HEADER_LEN or len(raw) > MAX_MESSAGE:
         raise DecodeError(f"{len(raw)} bytes cannot be one message")
     if raw[0] != 1:
@@ -149,7 +145,16 @@ def decode(raw: bytes, grouped: Collection[int] = GROUPED) -> Message:
     length = int.from_bytes(raw[1:4], "big")
     if length != len(raw) or length % 4:
         raise DecodeError(f"header says {length} bytes, got {len(raw)}")
-    _walk(raw, HEADER_LEN, length, grouped)
+
+
+def decode(raw: bytes, grouped: Collection[int] = GROUPED) -> Message:
+    """One message, checked byte by byte first; DecodeError if it is not exactly that.
+
+    ``grouped`` names the vendor-0 Grouped AVPs whose contents are checked too (the
+    ones the caller will read); other AVPs are opaque here.
+    """
+    _check_header(raw)
+    _walk(raw, HEADER_LEN, len(raw), grouped)
     try:
         return Message.from_bytes(raw, plain_msg=True)
     except _DECODE_ERRORS as exc:
@@ -473,15 +478,9 @@ class LeanMessage:
 def decode_lean(raw: bytes) -> LeanMessage:
     """Like :func:`decode`, without python-diameter objects: the header and the top
     level are checked here, the members of a group when they are read."""
-    if len(raw) < HEADER_LEN or len(raw) > MAX_MESSAGE:
-        raise DecodeError(f"{len(raw)} bytes cannot be one message")
-    version_length, flags_command, application, hop, e2e = _MESSAGE_HEAD.unpack_from(raw)
-    if version_length >> 24 != 1:
-        raise DecodeError(f"unsupported Diameter version {version_length >> 24}")
-    length = version_length & 0xFFFFFF
-    if length != len(raw) or length % 4:
-        raise DecodeError(f"header says {length} bytes, got {len(raw)}")
-    avps = LeanAvps.parse(raw, HEADER_LEN, length)
+    _check_header(raw)
+    _, flags_command, application, hop, e2e = _MESSAGE_HEAD.unpack_from(raw)
+    avps = LeanAvps.parse(raw, HEADER_LEN, len(raw))
     return LeanMessage(flags_command >> 24, flags_command & 0xFFFFFF, application, hop, e2e, avps)
 
 
