@@ -65,6 +65,12 @@ class TransportError(Exception):
     """The exchange failed; the message says why, for the log."""
 
 
+class RequestTooLarge(TransportError):
+    """Our own request is longer than a Diameter frame may be (MAX_MESSAGE): it is never
+    sent, and no connection or peer is blamed for it. The SIP request that produced it
+    is the client's fault (a huge header), so the plugin answers 400."""
+
+
 class _PeerGone(Exception):
     """The peer closed or reset the connection before any answer arrived."""
 
