@@ -95,6 +95,11 @@ AUTH_SESSION_NO_STATE_MAINTAINED = 1
 DISCONNECT_REBOOTING = 0
 
 _DECODE_ERRORS = (ConversionError, AvpDecodeError, EOFError, ValueError, IndexError)
+# Grouped AVPs inside Grouped AVPs: the messages we read nest three deep (MAA:
+# SIP-Auth-Data-Item, SIP-Authenticate, Digest-*), Failed-AVP and relays add a few.
+# A 64 KiB frame could nest 8,000 deep; every walker stops at this depth with
+# DecodeError instead of running out of Python's recursion limit.
+MAX_DEPTH = 16
 
 
 class DecodeError(ValueError):
@@ -121,7 +126,9 @@ class Identity:
 # --- decoding ------------------------------------------------------------------------
 
 
-def _walk(raw: bytes, pos: int, end: int, grouped: Collection[int]) -> None:
+def _walk(raw: bytes, pos: int, end: int, grouped: Collection[int], depth: int = 0) -> None:
+    if depth > MAX_DEPTH:
+        raise DecodeError(f"Grouped AVPs nested more than {MAX_DEPTH} deep")
     while pos < end:
         if end - pos < 8:
             raise DecodeError(f"{end - pos} stray bytes where an AVP header should be")
@@ -132,7 +139,7 @@ def _walk(raw: bytes, pos: int, end: int, grouped: Collection[int]) -> None:
         if length < head or pos + ((length + 3) & ~3) > end:
             raise DecodeError(f"AVP {code} has length {length}, which does not fit")
         if code in grouped and not flags & AVP_FLAG_VENDOR:
-            _walk(raw, pos + head, pos + length, grouped)
+            _walk(raw, pos + head, pos + length, grouped, depth + 1)
         pos += (length + 3) & ~3
 
 
@@ -169,15 +176,19 @@ def children(avp: Avp) -> list[Avp]:
         raise RequestError(RESULT_INVALID_AVP_VALUE, f"AVP {avp.code} is not a valid group", avp) from None
 
 
-def unknown_mandatory(avps: Iterable[Avp], recognised: Collection[int], grouped: Collection[int]) -> Avp | None:
+def unknown_mandatory(
+    avps: Iterable[Avp], recognised: Collection[int], grouped: Collection[int], depth: int = 0
+) -> Avp | None:
     """The first M-bit AVP we do not recognise, searching recognised groups too (for 5001)."""
+    if depth > MAX_DEPTH:
+        raise DecodeError(f"Grouped AVPs nested more than {MAX_DEPTH} deep")
     for avp in avps:
         if avp.vendor_id or avp.code not in recognised:
             if avp.flags & AVP_FLAG_MANDATORY:
                 return avp
             continue
         if avp.code in grouped:
-            inner = unknown_mandatory(children(avp), recognised, grouped)
+            inner = unknown_mandatory(children(avp), recognised, grouped, depth + 1)
             if inner is not None:
                 return avp_group(avp.code, [inner])
     return None
@@ -484,16 +495,20 @@ def decode_lean(raw: bytes) -> LeanMessage:
     return LeanMessage(flags_command >> 24, flags_command & 0xFFFFFF, application, hop, e2e, avps)
 
 
-def lean_unknown_mandatory(avps: LeanAvps, recognised: Collection[int], grouped: Collection[int]) -> Avp | None:
+def lean_unknown_mandatory(
+    avps: LeanAvps, recognised: Collection[int], grouped: Collection[int], depth: int = 0
+) -> Avp | None:
     """:func:`unknown_mandatory` for lean AVPs; the Failed-AVP comes back as an Avp.
-    DecodeError if a recognised group does not hold well-formed AVPs."""
+    DecodeError if a recognised group does not hold well-formed AVPs or nests past MAX_DEPTH."""
+    if depth > MAX_DEPTH:
+        raise DecodeError(f"Grouped AVPs nested more than {MAX_DEPTH} deep")
     for code, flags, vendor, data in avps.items:
         if vendor or code not in recognised:
             if flags & AVP_FLAG_MANDATORY:
                 return Avp(code, vendor, data, flags)
             continue
         if code in grouped:
-            inner = lean_unknown_mandatory(LeanAvps.parse(data, 0, len(data)), recognised, grouped)
+            inner = lean_unknown_mandatory(LeanAvps.parse(data, 0, len(data)), recognised, grouped, depth + 1)
             if inner is not None:
                 return avp_group(code, [inner])
     return None

@@ -1,0 +1,104 @@
+"""Grouped AVPs nested past base.MAX_DEPTH: every reader ends in DecodeError (or a closed
+connection), never RecursionError, whichever side reads them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from conftest import Clock
+
+from kamailio_auth_diameter.nonce import NonceFactory
+from kamailio_auth_diameter.peer_state import PeerError, PeerProtocol
+from kamailio_auth_diameter.server.auth import SipAuthority
+from kamailio_auth_diameter.server.diameter import DiameterResponder, PeerSession
+from kamailio_auth_diameter.server.store import SqliteStore
+from kamailio_auth_diameter.wire import base, sip_app
+from kamailio_auth_diameter.wire.base import Capabilities, Identity
+
+ME = Identity("w1.kamailio.example.com", "example.com")
+PEER = Identity("aaa.example.com", "example.com")
+DEEP = 1500  # what the attack used; ~8,000 fit in a 64 KiB frame
+
+
+def nest(code: int, depth: int, inner: bytes = b"") -> bytes:
+    """``depth`` vendor-0 Grouped AVPs with this code, each inside the one before."""
+    avp = inner
+    for _ in range(depth):
+        avp = base.pack_avp(code, avp)
+    return avp
+
+
+def test_depth_at_the_limit_decodes_and_past_it_is_refused() -> None:
+    head = base.pack_text(base.AVP_ORIGIN_HOST, "x") + base.pack_text(base.AVP_ORIGIN_REALM, "y")
+    vsai = base.AVP_VENDOR_SPECIFIC_APPLICATION_ID
+    fits = base.pack_message(0, 257, 0, 1, 1, head + nest(vsai, base.MAX_DEPTH))
+    base.decode(fits)
+    too_deep = base.pack_message(0, 257, 0, 1, 1, head + nest(vsai, base.MAX_DEPTH + 1))
+    with pytest.raises(base.DecodeError, match="nested"):
+        base.decode(too_deep)
+
+
+def test_deep_cea_is_a_peer_error_not_a_recursion_error(clock: Clock) -> None:
+    caps = Capabilities(ME, ("127.0.0.1",), (sip_app.APP_SIP,), origin_state_id=7)
+    proto = PeerProtocol(caps, 30.0, clock)
+    cer = base.decode(proto.start())
+    cea = base.encode_cea(cer, Capabilities(PEER, ("127.0.0.2",), (6,)), base.RESULT_SUCCESS)
+    body = cea[base.HEADER_LEN :] + nest(base.AVP_VENDOR_SPECIFIC_APPLICATION_ID, DEEP)
+    hostile = base.pack_message(0, 257, 0, cer.header.hop_by_hop_identifier, 0, body)
+    with pytest.raises(PeerError, match="nested"):
+        proto.receive(hostile)
+
+
+def test_deep_maa_is_read_only_as_deep_as_needed() -> None:
+    """The lean reader opens the two levels an MAA's challenge needs, so what lies
+    deeper is never walked: the answer decodes, without a challenge."""
+    head = base.pack_u32(base.AVP_RESULT_CODE, 2001) + base.pack_text(base.AVP_ORIGIN_HOST, "x")
+    head += base.pack_text(base.AVP_ORIGIN_REALM, "y")
+    maa = base.pack_message(0, 286, 6, 1, 1, head + nest(sip_app.AVP_SIP_AUTH_DATA_ITEM, DEEP))
+    assert sip_app.decode_maa(maa)[1] == sip_app.MultimediaAuthAnswer(2001)
+
+
+def test_lean_unknown_mandatory_stops_at_the_limit() -> None:
+    body = nest(sip_app.AVP_SIP_AUTH_DATA_ITEM, DEEP, base.pack_u32(9999, 1))
+    avps = base.LeanAvps.parse(body, 0, len(body))
+    with pytest.raises(base.DecodeError, match="nested"):
+        base.lean_unknown_mandatory(avps, sip_app.RECOGNISED, sip_app.GROUPED)
+
+
+@pytest.fixture
+def session(tmp_path: Path, clock: Clock) -> PeerSession:
+    store = SqliteStore(str(tmp_path / "auth.sqlite"))
+    authority = SipAuthority(store, NonceFactory(store.nonce_secret(), clock=clock))
+    responder = DiameterResponder(authority, PEER, None, origin_state_id=1, clock=clock)
+    s = PeerSession(responder, "127.0.0.1", "test")
+    cer = base.encode_cer(Capabilities(ME, ("127.0.0.1",), (sip_app.APP_SIP,)), 1, 1)
+    assert not s.receive(cer).close
+    return s
+
+
+@pytest.mark.parametrize("code", [sip_app.AVP_SIP_AUTH_DATA_ITEM, base.AVP_PROXY_INFO])
+def test_server_closes_on_a_deep_mar(session: PeerSession, code: int) -> None:
+    mar = sip_app.MultimediaAuthRequest(
+        session_id="s;1",
+        origin_host=ME.origin_host,
+        origin_realm=ME.origin_realm,
+        destination_realm="example.com",
+        sip_aor="sip:alice@example.com",
+        sip_method="REGISTER",
+    )
+    good = sip_app.encode_mar(mar, 2, 2)
+    inner = base.pack_avp(9999, b"x", base.AVP_FLAG_MANDATORY)
+    hostile = base.pack_message(0xC0, 286, 6, 2, 2, good[base.HEADER_LEN :] + nest(code, DEEP, inner))
+    reply = session.receive(hostile)
+    assert reply.close and not reply.data
+
+
+def test_server_closes_on_a_deep_cer(tmp_path: Path, clock: Clock) -> None:
+    store = SqliteStore(str(tmp_path / "auth.sqlite"))
+    authority = SipAuthority(store, NonceFactory(store.nonce_secret(), clock=clock))
+    s = PeerSession(DiameterResponder(authority, PEER, None, origin_state_id=1, clock=clock), "127.0.0.1", "t")
+    cer = base.encode_cer(Capabilities(ME, ("127.0.0.1",), (sip_app.APP_SIP,)), 1, 1)
+    hostile = base.pack_message(0x80, 257, 0, 1, 1, cer[base.HEADER_LEN :] + nest(base.AVP_PROXY_INFO, DEEP))
+    reply = s.receive(hostile)
+    assert reply.close and not reply.data
