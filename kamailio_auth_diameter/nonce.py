@@ -1,8 +1,10 @@
 """Stateless digest nonces: HMAC-signed, with an expiry, bound to a realm.
 
 Any server instance that holds the same secret accepts a nonce another one made,
-so instances behind a relay need no shared nonce table. Replay inside the
-lifetime is not detected here (that needs nonce-count state, a later step).
+so instances behind a relay need no table to check a nonce. Replay is a different
+question: a nonce stays valid for its whole lifetime, so the nonce-count each
+response carries is remembered per nonce (in the store, shared the same way) and
+must grow; the server does that after it has checked the response.
 
 Layout (48 lower-case hex characters)::
 
@@ -37,16 +39,22 @@ class NonceFactory:
             raise ValueError("nonce lifetime must be positive")
         self._secret = secret
         self._lifetime = lifetime
-        self._clock = clock
+        self.clock = clock  # wall-clock time; what shares the nonces' state keeps time by it too
 
     def _mac(self, head: str, realm: str) -> str:
         msg = f"{head}|{realm}".encode("utf-8", "replace")
         return hmac.new(self._secret, msg, hashlib.sha256).hexdigest()[:32]
 
     def make(self, realm: str) -> str:
-        expiry = (int(self._clock()) + self._lifetime) & 0xFFFFFFFF
+        expiry = (int(self.clock()) + self._lifetime) & 0xFFFFFFFF
         head = f"{expiry:08x}{os.urandom(4).hex()}"
         return head + self._mac(head, realm)
+
+    @staticmethod
+    def expiry(nonce: str) -> int:
+        """When a nonce that :meth:`check` accepted expires (Unix time): how long its
+        nonce-count must be remembered."""
+        return int(nonce[:8], 16)
 
     def check(self, nonce: str, realm: str) -> NonceState:
         if len(nonce) != NONCE_LEN:
@@ -58,6 +66,6 @@ class NonceFactory:
             return NonceState.INVALID
         if not hmac.compare_digest(self._mac(head, realm).encode(), mac.encode("utf-8", "replace")):
             return NonceState.INVALID
-        if expiry < int(self._clock()):
+        if expiry < int(self.clock()):
             return NonceState.STALE
         return NonceState.VALID

@@ -1,13 +1,13 @@
 """The server's verdicts, pure: one digest/nonce core, two dialects around it.
 
 No sockets here: a decoded request goes in, an answer's content comes out.
-:func:`check_digest` judges credentials and returns a neutral :class:`DigestVerdict`;
+:class:`DigestChecker` judges credentials and returns a neutral :class:`DigestVerdict`;
 each dialect turns it into its own result codes.
 
 Legacy, as DISC's sipauth module gave them (§9): service '6': no credentials, a
 foreign or tampered nonce, or a wrong response -> 4001 with a fresh challenge; an
-expired nonce -> 4001 with stale=true; an unknown user -> 5003; a correct response
--> 2001. Service '8': 2001 or 4001.
+expired nonce or a replayed response -> 4001 with stale=true; an unknown user ->
+5003; a correct response -> 2001. Service '8': 2001 or 4001.
 
 RFC 4740 (Flow A, the server checks the digest): see :class:`SipAuthority`.
 
@@ -28,19 +28,37 @@ from typing import Protocol
 from .. import digest
 from ..nonce import NonceFactory, NonceState
 from ..sip.credentials import CredentialsError, parse_credentials
-from ..sip.uri import UriError, parse_uri
+from ..sip.uri import SipUri, UriError, parse_uri
 from ..wire import base, legacy, sip_app
 from .store import StoreUnavailable, UserHashes
+from .throttle import ThrottlePolicy
 
 log = logging.getLogger("kamailio_auth_diameter.server")
 
 _SAFE_REALM = re.compile(r"[A-Za-z0-9.\-_:\[\]]+")
+_NONCE_COUNT = re.compile(r"[0-9A-Fa-f]{8}")  # RFC 7616 §3.4: nc-value = 8LHEX
+PURGE_INTERVAL = 30.0  # seconds between sweeps of expired nonce counts and forgotten failures
+# A nonce's count is kept this long past the nonce's expiry. Expiry is judged by the
+# clock of whichever instance checks the nonce; were the count dropped the moment a
+# fast clock sees the nonce expire, a slower instance would take a replay as a first
+# use. So the clocks of instances sharing a database must agree within this.
+COUNT_GRACE = 300
 
 
 class Store(Protocol):
-    """What the decisions read; each may raise StoreUnavailable."""
+    """What the decisions read and write; each may raise StoreUnavailable."""
 
     def user_hashes(self, username: str, realm: str) -> UserHashes | None: ...
+
+    def use_nonce(self, nonce: str, nc: int, expires: int) -> bool: ...
+
+    def record_failure(self, username: str, realm: str, now: float, forget_before: float) -> int: ...
+
+    def block(self, username: str, realm: str, until: float) -> None: ...
+
+    def clear_failures(self, username: str, realm: str) -> None: ...
+
+    def purge(self, expired_before: float, forget_before: float) -> None: ...
 
     def in_group(self, name: str, group: str) -> bool: ...
 
@@ -49,9 +67,9 @@ class Store(Protocol):
 
 class DigestCheck(enum.Enum):
     AUTHENTICATED = "authenticated"
-    UNUSABLE = "unusable"  # not ours, malformed or not what we offered: challenge afresh
-    WRONG = "wrong"  # a wrong response from a known user
-    STALE = "stale"  # our nonce, expired: challenge with stale=true
+    UNUSABLE = "unusable"  # not ours, malformed, not for this request or not what we offered: challenge afresh
+    WRONG = "wrong"  # a wrong response from a known user, or one we did not check (throttled)
+    STALE = "stale"  # a correct response with an expired nonce, or a replayed one: challenge with stale=true
     UNKNOWN_USER = "unknown user"
 
 
@@ -61,40 +79,179 @@ class DigestVerdict:
     reason: str  # for the server log
 
 
-def check_digest(
-    store: Store, nonces: NonceFactory, realm: str, username: str, params: Mapping[str, str], method: str
-) -> DigestVerdict:
-    """Judge one set of digest credentials, for every dialect.
+@dataclass(frozen=True, slots=True)
+class Target:
+    """What the request says it is for, to compare with the digest ``uri``: the user and
+    host of the Request-URI, and its port when the wire format carries it (None: not
+    compared)."""
 
-    ``realm`` is the realm we challenged in (the nonce is bound to it); ``params`` are
-    the credentials under their Authorization-header names, ``params["realm"]`` the
-    realm the user is looked up in; ``method`` enters H(A2).
+    user: str
+    host: str
+    port: str | None
+
+
+class DigestChecker:
+    """One judgement of digest credentials, shared by both dialects.
+
+    The order matters. What can be judged without the password comes first and
+    gets a fresh challenge (a nonce that is not ours, a qop, algorithm or
+    nonce-count we did not offer or cannot read, a ``uri`` that is not the request's:
+    RFC 7616 §3.4 makes the server check it, or a captured INVITE could be replayed
+    to call someone else). Then the user, and the throttle: while a user is blocked
+    after repeated wrong responses, responses are answered as wrong without being
+    checked, so a guesser learns nothing during the block. Then the response. Only
+    a correct one is told it is stale (RFC 7616 §3.3: stale=true means the digest
+    was valid), and only a correct one consumes a nonce-count: the count must grow
+    for each nonce (a replay is refused, across every process and instance sharing
+    the store), and a wrong guess cannot burn the counts of the user's real nonce.
     """
-    state = nonces.check(params.get("nonce", ""), realm)
-    if state is NonceState.INVALID:
-        return DigestVerdict(DigestCheck.UNUSABLE, "nonce not ours")
-    if state is NonceState.STALE:
-        return DigestVerdict(DigestCheck.STALE, "nonce expired")
-    cred_realm = params.get("realm", "")
-    user, at, domain = username.partition("@")
-    hashes = store.user_hashes(user, cred_realm) if (not at or domain == cred_realm) else None
-    if hashes is None:
-        return DigestVerdict(DigestCheck.UNKNOWN_USER, f"unknown user {username!r}@{cred_realm!r}")
+
+    def __init__(
+        self,
+        store: Store,
+        nonces: NonceFactory,
+        throttle: ThrottlePolicy | None = None,
+    ) -> None:
+        self._store = store
+        self._nonces = nonces
+        self._throttle = throttle or ThrottlePolicy()
+        self._clock = nonces.clock
+        self._next_purge = 0.0
+
+    def check(
+        self, realm: str, username: str, params: Mapping[str, str], method: str, target: Target | None
+    ) -> DigestVerdict:
+        """``realm`` is the realm we challenged in (the nonce is bound to it);
+        ``params`` are the credentials under their Authorization-header names,
+        ``params["realm"]`` the realm the user is looked up in; ``method`` enters
+        H(A2); ``target`` is what the digest ``uri`` must name, when known."""
+        nonce = params.get("nonce", "")
+        state = self._nonces.check(nonce, realm)
+        if state is NonceState.INVALID:
+            return DigestVerdict(DigestCheck.UNUSABLE, "nonce not ours")
+        unusable = _unusable(params, target)
+        if unusable:
+            return DigestVerdict(DigestCheck.UNUSABLE, unusable)
+        cred_realm = params.get("realm", "").lower()
+        user, at, domain = username.partition("@")
+        hashes = self._store.user_hashes(user, cred_realm) if (not at or domain.lower() == cred_realm) else None
+        if hashes is None:
+            return DigestVerdict(DigestCheck.UNKNOWN_USER, f"unknown user {username!r}@{cred_realm!r}")
+        now = self._clock()
+        self._purge(now)
+        who = f"{user}@{cred_realm}"
+        if hashes.blocked_until > now:
+            return DigestVerdict(
+                DigestCheck.WRONG, f"response for {who!r} not checked: throttled for {hashes.blocked_until - now:.1f} s"
+            )
+        d = digest.DigestInput(
+            method=method,
+            uri=params["uri"],
+            nonce=nonce,
+            qop=params["qop"],
+            nc=params["nc"],
+            cnonce=params["cnonce"],
+        )
+        if not digest.check(hashes.ha1b if at else hashes.ha1, d, params.get("response", "")):
+            self._failed(user, cred_realm, now)
+            return DigestVerdict(DigestCheck.WRONG, f"wrong response for {who!r}")
+        if state is NonceState.STALE:
+            return DigestVerdict(DigestCheck.STALE, "nonce expired")
+        if not self._store.use_nonce(nonce, int(params["nc"], 16), self._nonces.expiry(nonce)):
+            return DigestVerdict(
+                DigestCheck.STALE, f"replayed response for {who!r} (nc {params['nc']} not above the last)"
+            )
+        if hashes.failures:
+            self._store.clear_failures(user, cred_realm)
+        return DigestVerdict(DigestCheck.AUTHENTICATED, f"authenticated {who!r}")
+
+    def _failed(self, user: str, realm: str, now: float) -> None:
+        policy = self._throttle
+        if not policy.enabled:
+            return
+        failures = self._store.record_failure(user, realm, now, now - policy.forget_after)
+        delay = policy.delay(failures)
+        if delay:
+            self._store.block(user, realm, now + delay)
+            log.warning(
+                "throttling %r@%r: %d wrong responses in a row, the next one is checked in %.0f s",
+                user,
+                realm,
+                failures,
+                delay,
+            )
+
+    def _purge(self, now: float) -> None:
+        """A sweep now and then; a failed one waits for the next and fails no request."""
+        if now >= self._next_purge:
+            self._next_purge = now + PURGE_INTERVAL
+            try:
+                self._store.purge(now - COUNT_GRACE, now - self._throttle.forget_after)
+            except StoreUnavailable as exc:
+                log.error("store failed while purging expired nonce counts: %s", exc)
+
+
+def _unusable(params: Mapping[str, str], target: Target | None) -> str:
+    """Why these credentials cannot answer our challenge for this request ("" if they can).
+
+    Our challenges always offer qop="auth" with MD5, so a response must use them
+    (RFC 7616 §3.4: the qop is one the server offered; without it there would be no
+    nonce-count to guard against replay).
+    """
     qop = params.get("qop", "")
-    if qop and qop.lower() != "auth":
-        return DigestVerdict(DigestCheck.UNUSABLE, f"qop {qop!r} not offered")
-    d = digest.DigestInput(
-        method=method,
-        uri=params.get("uri", ""),
-        nonce=params["nonce"],
-        algorithm=params.get("algorithm", "MD5"),
-        qop=qop,
-        nc=params.get("nc", ""),
-        cnonce=params.get("cnonce", ""),
-    )
-    if digest.check(hashes.ha1b if at else hashes.ha1, d, params.get("response", "")):
-        return DigestVerdict(DigestCheck.AUTHENTICATED, f"authenticated {username!r}")
-    return DigestVerdict(DigestCheck.WRONG, f"wrong response for {username!r}")
+    if qop.lower() != "auth":
+        return f"qop {qop!r} where 'auth' was offered" if qop else "no qop where 'auth' was offered"
+    algorithm = params.get("algorithm", "MD5")
+    if algorithm.upper() != "MD5":
+        return f"algorithm {algorithm!r} where MD5 was offered"
+    nc = params.get("nc", "")
+    if not _NONCE_COUNT.fullmatch(nc) or int(nc, 16) == 0:
+        return f"nonce-count {nc!r} is not 8 hex digits from 00000001"
+    if not params.get("cnonce"):
+        return "no cnonce"
+    uri = params.get("uri", "")
+    if target is not None and not _names(uri, target):
+        return f"digest uri {uri!r} is not the request's ({target.user}@{target.host})"
+    return ""
+
+
+def _names(uri: str, target: Target) -> bool:
+    try:
+        u = parse_uri(uri)
+    except UriError:
+        return False
+    if u.user != target.user or u.host.lower() != target.host.lower():
+        return False
+    return target.port is None or u.port == target.port
+
+
+def resource_target(resource: bytes) -> Target | None:
+    """The Request-URI's parts from a legacy Resource AVP (the C module's
+    ``user@host:port`` buffer with its NUL quirks, see legacy.c_string_buffer);
+    None if it cannot be read."""
+    try:
+        text = resource.rstrip(b"\0").decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    if "\0" in text:  # host\0port: no user, an explicit port
+        host, _, port = text.partition("\0")
+        return Target("", host, port)
+    user, _, hostport = text.rpartition("@")
+    if hostport.startswith("["):
+        host, _, tail = hostport.partition("]")
+        return Target(user, host + "]", tail[1:] if tail.startswith(":") else "")
+    host, _, port = hostport.partition(":")
+    return Target(user, host, port)
+
+
+def aor_target(sip_aor: str) -> Target | None:
+    """An RFC 4740 SIP-AOR as the request's target: for requests other than REGISTER
+    it is the Request-URI (§8.7), without its port."""
+    try:
+        u: SipUri = parse_uri(sip_aor)
+    except UriError:
+        return None
+    return Target(u.user, u.host, None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,9 +262,22 @@ class Verdict:
 
 
 class LegacyAuthority:
-    def __init__(self, store: Store, nonces: NonceFactory) -> None:
+    """``hide_unknown_users``: an unknown user gets the answer a wrong password gets
+    (4001 with a fresh challenge) instead of DISC's 5003, so that the SIP replies
+    (401 against 403) do not tell which users exist."""
+
+    def __init__(
+        self,
+        store: Store,
+        nonces: NonceFactory,
+        *,
+        checker: DigestChecker | None = None,
+        hide_unknown_users: bool = False,
+    ) -> None:
         self._store = store
         self._nonces = nonces
+        self._checker = checker or DigestChecker(store, nonces)
+        self._hide_unknown = hide_unknown_users
 
     def _challenge(self, realm: str, reason: str, stale: bool = False) -> Verdict:
         text = f'Digest realm="{realm}", nonce="{self._nonces.make(realm)}", qop="auth"'
@@ -129,7 +299,7 @@ class LegacyAuthority:
 
     def _authenticate(self, request: legacy.Message) -> Verdict:
         realm_raw = request.first(legacy.AVP_DESTINATION_REALM) or b""
-        realm = realm_raw.decode("utf-8", "replace")
+        realm = realm_raw.decode("utf-8", "replace").lower()
         if not _SAFE_REALM.fullmatch(realm):
             return Verdict(legacy.RESULT_UNABLE_TO_COMPLY, reason=f"unusable Destination-Realm {realm_raw!r}")
         response = request.first(legacy.AVP_RESPONSE)
@@ -142,10 +312,14 @@ class LegacyAuthority:
         if cred is None:
             return self._challenge(realm, "not Digest credentials")
         method = (request.first(legacy.AVP_METHOD) or b"").decode("utf-8", "replace")
-        v = check_digest(self._store, self._nonces, realm, cred.username, cred.params, method)
+        resource = request.first(legacy.AVP_RESOURCE)
+        target = resource_target(resource) if resource is not None else None
+        if target is None:
+            return Verdict(legacy.RESULT_UNABLE_TO_COMPLY, reason=f"unusable Resource {resource!r}")
+        v = self._checker.check(realm, cred.username, cred.params, method, target)
         if v.check is DigestCheck.AUTHENTICATED:
             return Verdict(legacy.RESULT_SUCCESS, reason=v.reason)
-        if v.check is DigestCheck.UNKNOWN_USER:
+        if v.check is DigestCheck.UNKNOWN_USER and not self._hide_unknown:
             return Verdict(legacy.RESULT_AUTHORIZATION_REJECTED, reason=v.reason)
         return self._challenge(realm, v.reason, stale=v.check is DigestCheck.STALE)
 
@@ -161,21 +335,34 @@ class SipAuthority:
     """RFC 4740 decisions (Flow A: the nonce is made and the response checked here).
 
     MAR without credentials, or with credentials we cannot use (a nonce that is not
-    ours, a qop we did not offer) -> a challenge, result 1001, or 2008 when the MAR
-    had no SIP-Server-URI (RFC 4740 §10.1.2: "challenge sent, server name not
-    stored"; that is the outbound-proxy case of §6.4). An expired nonce -> the same
-    with Digest-Stale "true". A wrong response -> 4001 with a fresh challenge. An
-    unknown user -> 5032. A correct response -> 2001 to a registrar (with
-    SIP-Server-URI, the §6.2 flow), 2006 without it (§10.1.2). No server name is
-    ever stored; a registrar that needs one is not served by this reference server.
+    ours, a qop we did not offer, a digest uri that is not the request's) -> a
+    challenge, result 1001, or 2008 when the MAR had no SIP-Server-URI (RFC 4740
+    §10.1.2: "challenge sent, server name not stored"; that is the outbound-proxy
+    case of §6.4). A correct response with an expired nonce, or a replayed one ->
+    the same with Digest-Stale "true". A wrong response -> 4001 with a fresh
+    challenge. An unknown user -> 5032 (4001 with ``hide_unknown_users``). A
+    REGISTER whose digest user is not the SIP-AOR's user -> 5033
+    (IDENTITIES_DONT_MATCH): a user may register only their own address, or a valid
+    user could take over another's calls. A correct response -> 2001 to a registrar
+    (with SIP-Server-URI, the §6.2 flow), 2006 without it (§10.1.2). No server name
+    is ever stored; a registrar that needs one is not served by this reference server.
 
     SAR NO_ASSIGNMENT with User-Name -> 2001 (nothing is assigned, so nothing
     remains unstored) with SIP-User-Data "groups"; other assignment types -> 5012.
     """
 
-    def __init__(self, store: Store, nonces: NonceFactory) -> None:
+    def __init__(
+        self,
+        store: Store,
+        nonces: NonceFactory,
+        *,
+        checker: DigestChecker | None = None,
+        hide_unknown_users: bool = False,
+    ) -> None:
         self._store = store
         self._nonces = nonces
+        self._checker = checker or DigestChecker(store, nonces)
+        self._hide_unknown = hide_unknown_users
 
     def _challenge(
         self, realm: str, result_code: int, stale: bool = False, error: str | None = None
@@ -213,15 +400,23 @@ class SipAuthority:
         if cred is None:
             return self._challenge(realm, challenge_code)
         # RFC 4740 §9.14: SIP-Method is for authorization; H(A2) uses Digest-Method.
-        v = check_digest(self._store, self._nonces, realm, cred.username, cred.params(), cred.method or req.sip_method)
+        method = cred.method or req.sip_method
+        register = req.sip_method.upper() == "REGISTER"
+        if register and not _owns(cred.username, realm, req.sip_aor):
+            return sip_app.MultimediaAuthAnswer(
+                sip_app.RESULT_ERROR_IDENTITIES_DONT_MATCH,
+                error_message=f"{cred.username!r} may not register {req.sip_aor!r}",
+            )
+        target = None if register else aor_target(req.sip_aor)
+        v = self._checker.check(realm, cred.username, cred.params(), method, target)
         if v.check is DigestCheck.AUTHENTICATED:
             return sip_app.MultimediaAuthAnswer(
                 base.RESULT_SUCCESS if registrar else sip_app.RESULT_SUCCESS_SERVER_NAME_NOT_STORED
             )
-        if v.check is DigestCheck.UNKNOWN_USER:
+        if v.check is DigestCheck.UNKNOWN_USER and not self._hide_unknown:
             return sip_app.MultimediaAuthAnswer(sip_app.RESULT_ERROR_USER_UNKNOWN, error_message=v.reason)
-        if v.check is DigestCheck.WRONG:
-            return self._challenge(realm, base.RESULT_AUTHENTICATION_REJECTED, error=v.reason)
+        if v.check in (DigestCheck.WRONG, DigestCheck.UNKNOWN_USER):
+            return self._challenge(realm, base.RESULT_AUTHENTICATION_REJECTED, error="authentication rejected")
         return self._challenge(realm, challenge_code, stale=v.check is DigestCheck.STALE)
 
     def _server_assignment(self, req: sip_app.ServerAssignmentRequest) -> sip_app.ServerAssignmentAnswer:
@@ -246,19 +441,33 @@ class SipAuthority:
         return sip_app.ServerAssignmentAnswer(base.RESULT_SUCCESS, (sip_app.groups_user_data(groups),))
 
 
+def _owns(username: str, realm: str, sip_aor: str) -> bool:
+    """Whether the digest user ``alice`` (or ``alice@realm``) of ``realm`` is the user of
+    the address of record ``sip:alice@realm``: user parts equal, domains equal ignoring case."""
+    try:
+        aor = parse_uri(sip_aor)
+    except UriError:
+        return False
+    user, at, domain = username.partition("@")
+    if at and domain.lower() != realm:
+        return False
+    return aor.user == user and aor.host.lower() == realm
+
+
 def _digest_realm(req: sip_app.MultimediaAuthRequest) -> str:
-    """The digest realm a MAR is about; never Destination-Realm, which is the Diameter
-    routing realm (one AAA realm serves many SIP domains, and relays route on it).
+    """The digest realm a MAR is about, in lower case; never Destination-Realm, which is
+    the Diameter routing realm (one AAA realm serves many SIP domains, and relays route
+    on it).
 
     With credentials, the realm the UA answered in (the nonce is bound to it, so a
     forged one fails the check). Without, the realm of an NAI User-Name (user@realm:
     how our plugin passes the realm its script chose), else the SIP-AOR's domain.
     """
     if req.credentials is not None:
-        return req.credentials.realm
+        return req.credentials.realm.lower()
     if req.user_name and "@" in req.user_name:
-        return req.user_name.rpartition("@")[2]
+        return req.user_name.rpartition("@")[2].lower()
     try:
-        return parse_uri(req.sip_aor).host
+        return parse_uri(req.sip_aor).host.lower()
     except UriError:
         return ""

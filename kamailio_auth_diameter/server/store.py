@@ -1,9 +1,15 @@
-"""Users (as HA1, never a password), groups and the nonce secret, in SQLite or PostgreSQL.
+"""Users (as HA1, never a password), groups, the nonce secret and the state that
+guards against replay and guessing, in SQLite or PostgreSQL.
 
 Each user row keeps two hashes, like Kamailio's subscriber table: ``ha1`` for
 UAs that send ``username="alice"`` and ``ha1b`` for ``username="alice@realm"``.
+Realms are kept in lower case (a domain is case-insensitive, and HA1 is computed
+over the realm string the challenge names, which is the lower-case one).
 The nonce secret lives in the database so that every server instance sharing it
-accepts the others' nonces.
+accepts the others' nonces; for the same reason so do the nonce counts (the last
+``nc`` accepted for each nonce, so a replayed response is refused by whichever
+instance it reaches) and the count of wrong responses per user (brute-force
+throttling that a guesser cannot dodge by spreading guesses over instances).
 
 :class:`SqlStore` holds everything both databases share: the schema, every
 statement (written once, in the ``INSERT ... ON CONFLICT`` dialect that SQLite
@@ -21,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..digest import ha1
+from ..secret_file import InsecureFile, check, create_private
 
 SCHEMA = (
     """CREATE TABLE IF NOT EXISTS users (
@@ -39,9 +46,24 @@ SCHEMA = (
     key   TEXT PRIMARY KEY,
     value TEXT NOT NULL
 )""",
+    """CREATE TABLE IF NOT EXISTS nonce_counts (
+    nonce   TEXT PRIMARY KEY,
+    nc      BIGINT NOT NULL,
+    expires BIGINT NOT NULL
+)""",
+    "CREATE INDEX IF NOT EXISTS nonce_counts_expires ON nonce_counts (expires)",
+    """CREATE TABLE IF NOT EXISTS auth_failures (
+    username      TEXT NOT NULL,
+    realm         TEXT NOT NULL,
+    failures      INTEGER NOT NULL,
+    last_failure  DOUBLE PRECISION NOT NULL,
+    blocked_until DOUBLE PRECISION NOT NULL,
+    PRIMARY KEY (username, realm)
+)""",
 )
 
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+BUSY_TIMEOUT = 1.0  # seconds an SQLite statement waits for another process's write
 
 
 class StoreError(Exception):
@@ -55,8 +77,18 @@ class StoreUnavailable(StoreError):
 
 @dataclass(frozen=True, slots=True)
 class UserHashes:
+    """A user's hashes, and where the brute-force throttle stands for them."""
+
     ha1: str
     ha1b: str
+    failures: int = 0  # wrong responses in a row
+    blocked_until: float = 0.0  # wall-clock time before which responses are not checked
+
+
+def _member(name: str) -> str:
+    """A group member's name with its domain (after '@') in lower case, as stored."""
+    user, at, domain = name.partition("@")
+    return f"{user}@{domain.lower()}" if at else name
 
 
 def _check_name(what: str, value: str) -> str:
@@ -69,6 +101,7 @@ class SqlStore:
     """The store's meaning, whatever the database; subclasses provide :meth:`_rows` and :meth:`_count`."""
 
     where: str  # the database, for messages and the log: never a password
+    warning: str | None = None  # something the operator should hear about at start-up
 
     def _rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         """The rows of one query (``?`` placeholders); StoreUnavailable if the database fails."""
@@ -98,16 +131,62 @@ class SqlStore:
         return bytes.fromhex(rows[0][0])
 
     def user_hashes(self, username: str, realm: str) -> UserHashes | None:
-        rows = self._rows("SELECT ha1, ha1b FROM users WHERE username = ? AND realm = ?", (username, realm))
+        """One indexed read: the hashes and the user's throttle state together."""
+        rows = self._rows(
+            "SELECT u.ha1, u.ha1b, COALESCE(f.failures, 0), COALESCE(f.blocked_until, 0) FROM users u"
+            " LEFT JOIN auth_failures f ON f.username = u.username AND f.realm = u.realm"
+            " WHERE u.username = ? AND u.realm = ?",
+            (username, realm.lower()),
+        )
         return UserHashes(*rows[0]) if rows else None
 
+    def use_nonce(self, nonce: str, nc: int, expires: int) -> bool:
+        """Record that ``nonce`` was answered with nonce-count ``nc``; False if it was
+        already answered with this count or a higher one (a replay). One atomic
+        statement, so two instances racing with the same response cannot both win."""
+        return (
+            self._count(
+                "INSERT INTO nonce_counts (nonce, nc, expires) VALUES (?, ?, ?)"
+                " ON CONFLICT (nonce) DO UPDATE SET nc = excluded.nc WHERE nonce_counts.nc < excluded.nc",
+                (nonce, nc, expires),
+            )
+            == 1
+        )
+
+    def record_failure(self, username: str, realm: str, now: float, forget_before: float) -> int:
+        """Count one more wrong response for the user and return the count; a count
+        whose last failure is older than ``forget_before`` starts again at 1."""
+        rows = self._rows(
+            "INSERT INTO auth_failures (username, realm, failures, last_failure, blocked_until) VALUES (?, ?, 1, ?, 0)"
+            " ON CONFLICT (username, realm) DO UPDATE SET failures = CASE WHEN auth_failures.last_failure < ?"
+            " THEN 1 ELSE auth_failures.failures + 1 END, last_failure = excluded.last_failure RETURNING failures",
+            (username, realm, now, forget_before),
+        )
+        return int(rows[0][0])
+
+    def block(self, username: str, realm: str, until: float) -> None:
+        self._count(
+            "UPDATE auth_failures SET blocked_until = ? WHERE username = ? AND realm = ?", (until, username, realm)
+        )
+
+    def clear_failures(self, username: str, realm: str) -> None:
+        self._count("DELETE FROM auth_failures WHERE username = ? AND realm = ?", (username, realm))
+
+    def purge(self, expired_before: float, forget_before: float) -> None:
+        """Drop the counts of nonces that expired before ``expired_before`` (an expired
+        nonce is refused before its count is read) and the failures last seen before
+        ``forget_before`` (their blocks ended long before: see ThrottlePolicy)."""
+        self._count("DELETE FROM nonce_counts WHERE expires < ?", (int(expired_before),))
+        self._count("DELETE FROM auth_failures WHERE last_failure < ?", (forget_before,))
+
     def in_group(self, name: str, group: str) -> bool:
-        return bool(self._rows("SELECT 1 FROM groups WHERE name = ? AND grp = ?", (name, group)))
+        return bool(self._rows("SELECT 1 FROM groups WHERE name = ? AND grp = ?", (_member(name), group)))
 
     def user_groups(self, name: str) -> list[str] | None:
         """The groups of a member named as in the groups table (``alice`` or
         ``alice@example.com``), sorted; None if the name is neither a group member nor
         a user (``alice`` in any realm, ``alice@example.com`` in that realm)."""
+        name = _member(name)
         groups = [g for (g,) in self._rows("SELECT grp FROM groups WHERE name = ? ORDER BY grp", (name,))]
         if groups:
             return groups
@@ -122,7 +201,7 @@ class SqlStore:
 
     def add_user(self, username: str, realm: str, password: str) -> None:
         _check_name("username", username)
-        _check_name("realm", realm)
+        realm = _check_name("realm", realm).lower()
         if "@" in username or ":" in username:
             raise StoreError(f"username {username!r} must be the user part only (no '@' or ':')")
         if not password:
@@ -134,7 +213,7 @@ class SqlStore:
         )
 
     def delete_user(self, username: str, realm: str) -> None:
-        if self._count("DELETE FROM users WHERE username = ? AND realm = ?", (username, realm)) == 0:
+        if self._count("DELETE FROM users WHERE username = ? AND realm = ?", (username, realm.lower())) == 0:
             raise StoreError(f"no user {username!r} in realm {realm!r}")
 
     def users(self) -> list[tuple[str, str]]:
@@ -143,11 +222,11 @@ class SqlStore:
     def add_group(self, name: str, group: str) -> None:
         self._count(
             "INSERT INTO groups (name, grp) VALUES (?, ?) ON CONFLICT (name, grp) DO NOTHING",
-            (_check_name("name", name), _check_name("group", group)),
+            (_member(_check_name("name", name)), _check_name("group", group)),
         )
 
     def delete_group(self, name: str, group: str) -> None:
-        if self._count("DELETE FROM groups WHERE name = ? AND grp = ?", (name, group)) == 0:
+        if self._count("DELETE FROM groups WHERE name = ? AND grp = ?", (_member(name), group)) == 0:
             raise StoreError(f"{name!r} is not in group {group!r}")
 
     def groups(self) -> list[tuple[str, str]]:
@@ -155,12 +234,36 @@ class SqlStore:
 
 
 class SqliteStore(SqlStore):
-    """A local file: one server host (several ``--processes`` share it through the file)."""
+    """A local file: one server host (several ``--processes`` share it through the file).
 
-    def __init__(self, path: str) -> None:
+    The file holds password equivalents (HA1) and the nonce secret, so a new one is
+    created 0600 and an existing one that every user of the machine can read is
+    refused (see :mod:`..secret_file`); ``warning`` says so when its group can.
+
+    WAL journal: the server writes on every successful authentication (the nonce
+    count), and in WAL mode those commits do not wait for the disk (synchronous
+    NORMAL) and do not block readers in the other server processes. A power cut may
+    lose the last few nonce counts, which only reopens replays of responses already
+    seen within the nonce lifetime. Management commands keep full durability.
+    """
+
+    def __init__(self, path: str, *, server: bool = False) -> None:
         self.where = path
         try:
-            self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            create_private(path)
+            self.warning = check(path, "database")
+            for suffix in ("-wal", "-shm"):
+                check(path + suffix, "database file")
+        except InsecureFile as exc:
+            raise StoreError(str(exc)) from None
+        except OSError as exc:
+            raise StoreError(f"cannot open database {path}: {exc.strerror}") from None
+        try:
+            # a locked database (another process writing) stalls the event loop: bound it
+            self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            if server:
+                self._db.execute("PRAGMA synchronous=NORMAL")
             for statement in SCHEMA:
                 self._db.execute(statement)
         except sqlite3.Error as exc:
@@ -182,10 +285,12 @@ class SqliteStore(SqlStore):
             raise StoreUnavailable(f"database {self.where}: {exc}") from None
 
 
-def open_store(db: str) -> SqlStore:
-    """``--db``: a ``postgresql://`` (or ``postgres://``) URL, else an SQLite file path."""
+def open_store(db: str, *, server: bool = False) -> SqlStore:
+    """``--db``: a ``postgresql://`` (or ``postgres://``) URL, else an SQLite file path.
+    ``server``: opened by ``serve`` (SQLite trades the durability of the last commits
+    for speed, see :class:`SqliteStore`)."""
     if not db.startswith(POSTGRES_SCHEMES):
-        return SqliteStore(db)
+        return SqliteStore(db, server=server)
     try:
         from .store_pg import PostgresStore
     except ImportError as exc:

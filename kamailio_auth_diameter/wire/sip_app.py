@@ -74,6 +74,7 @@ RESULT_SUCCESS_AUTH_SENT_SERVER_NOT_STORED = 2008
 RESULT_USER_NAME_REQUIRED = 4013
 RESULT_AVP_OCCURS_TOO_MANY_TIMES = 5009
 RESULT_ERROR_USER_UNKNOWN = 5032
+RESULT_ERROR_IDENTITIES_DONT_MATCH = 5033
 RESULT_ERROR_AUTH_SCHEME_NOT_SUPPORTED = 5037
 RESULT_ERROR_NOT_SUPPORTED_USER_DATA = 5040
 
@@ -472,7 +473,9 @@ def decode_saa(raw: bytes) -> tuple[base.AnswerInfo, ServerAssignmentAnswer]:
 
 # RFC 4740 names no code for a bad response; the base protocol's 4001 and 5003 and the
 # application's "who is that" codes all mean the user is refused, not that we failed.
-REFUSED_RESULTS = frozenset({base.RESULT_AUTHENTICATION_REJECTED, 5003, RESULT_ERROR_USER_UNKNOWN, 5033})
+REFUSED_RESULTS = frozenset(
+    {base.RESULT_AUTHENTICATION_REJECTED, 5003, RESULT_ERROR_USER_UNKNOWN, RESULT_ERROR_IDENTITIES_DONT_MATCH}
+)
 _UNSAFE_IN_QUOTES = frozenset('"\\\r\n\0')
 _REQUIRED_DIGEST = ("username", "realm", "nonce", "uri", "response")  # SIP-Authorization's {AVPs}
 

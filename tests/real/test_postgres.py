@@ -37,6 +37,7 @@ def store(postgres: Postgres) -> Iterator[PostgresStore]:
         s.delete_user(user, realm)
     for name, group in s.groups():
         s.delete_group(name, group)
+    s.purge(expired_before=2**40, forget_before=2**40)
     yield s
     s.close()
 
@@ -52,6 +53,9 @@ def store(postgres: Postgres) -> Iterator[PostgresStore]:
         contract.test_empty_password_rejected,
         contract.test_groups,
         contract.test_user_groups_for_the_group_check,
+        contract.test_realms_are_stored_in_lower_case,
+        contract.test_nonce_counts_must_grow,
+        contract.test_failures_count_up_and_are_forgotten,
     ],
     ids=lambda f: f.__name__,
 )
@@ -128,8 +132,13 @@ class LegacyClient:
         assert m
         return m.group(1).decode()
 
-    def authenticate(self, user: str, password: str, nonce: str) -> int | None:
-        return self.ask(lambda msgid: _auth_request(msgid, _credentials(user, password, nonce))).result_code
+    def authenticate(self, user: str, password: str, nonce: str, nc: int = 1) -> int | None:
+        return self.ask(lambda msgid: _auth_request(msgid, _credentials(user, password, nonce, nc))).result_code
+
+    def replayed(self, user: str, password: str, nonce: str, nc: int = 1) -> bool:
+        """Refused as a replay: 4001 with a stale=true challenge."""
+        answer = self.ask(lambda msgid: _auth_request(msgid, _credentials(user, password, nonce, nc)))
+        return answer.result_code == 4001 and answer.challenge is not None and b"stale=true" in answer.challenge
 
     def in_group(self, user: str, group: str) -> int | None:
         return self.ask(lambda msgid: legacy.encode_group_request(REALM, msgid, group, user.encode())).result_code
@@ -138,14 +147,14 @@ class LegacyClient:
         self._sock.close()
 
 
-def _credentials(user: str, password: str, nonce: str) -> str:
+def _credentials(user: str, password: str, nonce: str, nc: int = 1) -> str:
     d = digest.DigestInput(
-        method="REGISTER", uri="sip:example.com", nonce=nonce, qop="auth", nc="00000001", cnonce="c0ffee"
+        method="REGISTER", uri="sip:example.com", nonce=nonce, qop="auth", nc=f"{nc:08x}", cnonce="c0ffee"
     )
     response = digest.response(digest.ha1(user, REALM, password), d)
     return (
         f'Digest username="{user}", realm="{REALM}", nonce="{nonce}", uri="sip:example.com", '
-        f'response="{response}", qop=auth, nc=00000001, cnonce="c0ffee"'
+        f'response="{response}", qop=auth, nc={nc:08x}, cnonce="c0ffee"'
     )
 
 
@@ -189,23 +198,45 @@ def test_nonces_users_and_groups_are_shared(servers: tuple[ReferenceServer, ...]
     b.close()
 
 
+def test_replays_and_guesses_are_counted_across_instances(servers: tuple[ReferenceServer, ...]) -> None:
+    """A response accepted by one instance is a replay for the other (4001 stale=true; it
+    was 2001 on both), and wrong guesses spread over both instances throttle the user."""
+    a, b = (LegacyClient(s.port) for s in servers)
+    nonce = a.challenge()
+    assert a.authenticate("alice", "secret", nonce) == 2001
+    assert b.replayed("alice", "secret", nonce) and a.replayed("alice", "secret", nonce)
+    assert b.authenticate("alice", "secret", nonce, nc=2) == 2001
+    for i in range(6):
+        assert (a if i % 2 else b).authenticate("alice", "wrong", a.challenge()) == 4001
+    assert a.authenticate("alice", "secret", b.challenge()) == 4001  # throttled: not even checked
+    assert (
+        "throttling 'alice'@'example.com'"
+        in Path(servers[0].log_path).read_text() + Path(servers[1].log_path).read_text()
+    )
+    time.sleep(1.1)
+    assert b.authenticate("alice", "secret", a.challenge()) == 2001
+    a.close()
+    b.close()
+
+
 def test_database_away_is_5012_then_recovers(postgres: Postgres, servers: tuple[ReferenceServer, ...]) -> None:
     a = LegacyClient(servers[0].port)
     nonce = a.challenge()
-    assert a.authenticate("alice", "secret", nonce) == 2001
+    nc = iter(range(1, 1000))
+    assert a.authenticate("alice", "secret", nonce, next(nc)) == 2001
     postgres.stop()
     try:
-        assert a.authenticate("alice", "secret", nonce) == 5012
+        assert a.authenticate("alice", "secret", nonce, next(nc)) == 5012
         assert a.in_group("alice", "voicemail") == 5012
         assert a.challenge()  # needs no lookup: still served
     finally:
         postgres.start()
     deadline = time.monotonic() + 15
-    while (code := a.authenticate("alice", "secret", nonce)) != 2001 and time.monotonic() < deadline:
+    while (code := a.authenticate("alice", "secret", nonce, next(nc))) != 2001 and time.monotonic() < deadline:
         assert code == 5012
         time.sleep(0.2)
     assert code == 2001  # on the same connection: neither it nor the server was harmed
-    assert LegacyClient(servers[1].port).authenticate("alice", "secret", nonce) == 2001
+    assert LegacyClient(servers[1].port).authenticate("alice", "secret", nonce, next(nc)) == 2001
     a.close()
     assert all(s.proc is not None and s.proc.poll() is None for s in servers)
     log = Path(servers[0].log_path).read_text()

@@ -1,7 +1,10 @@
-"""server/store: users as HA1 only, groups, and the persisted nonce secret."""
+"""server/store: users as HA1 only, groups, the persisted nonce secret, nonce counts and
+failure counts; the file's permissions."""
 
 from __future__ import annotations
 
+import os
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -184,3 +187,69 @@ def test_not_a_database_is_store_error(tmp_path: Path) -> None:
     path.write_bytes(b"this is not an sqlite file" * 100)
     with pytest.raises(StoreError):
         SqliteStore(str(path))
+
+
+def test_new_database_is_private(tmp_path: Path) -> None:
+    """It holds password equivalents and the nonce secret: 0600, whatever the umask (it
+    was created -rw-r--r--), and its WAL files follow the database's mode."""
+    old = os.umask(0o022)
+    try:
+        path = tmp_path / "new.sqlite"
+        store = SqliteStore(str(path), server=True)
+        store.add_user("alice", "example.com", "pw")
+        assert store.use_nonce("n" * 48, 1, 2_000_000_000)
+        for p in tmp_path.iterdir():
+            assert stat.S_IMODE(p.stat().st_mode) == 0o600, p
+        store.close()
+    finally:
+        os.umask(old)
+
+
+def test_world_readable_database_is_refused(db: Path) -> None:
+    SqliteStore(str(db)).close()
+    db.chmod(0o644)
+    with pytest.raises(StoreError, match=rf"database {db} is accessible to every user .* chmod 600 {db}"):
+        SqliteStore(str(db))
+
+
+def test_group_readable_database_is_a_warning(db: Path) -> None:
+    SqliteStore(str(db)).close()
+    db.chmod(0o640)
+    store = SqliteStore(str(db))
+    assert store.warning and "accessible to its group (mode 0640)" in store.warning
+    store.close()
+    db.chmod(0o600)
+    store = SqliteStore(str(db))
+    assert store.warning is None
+    store.close()
+
+
+def test_realms_are_stored_in_lower_case(store: SqliteStore) -> None:
+    store.add_user("alice", "Example.COM", PASSWORD)
+    assert store.users() == [("alice", "example.com")]
+    hashes = store.user_hashes("alice", "EXAMPLE.com")
+    assert hashes is not None and hashes.ha1 == digest.ha1("alice", "example.com", PASSWORD)
+    store.add_group("alice@Example.COM", "voicemail")
+    assert store.in_group("alice@example.COM", "voicemail")
+    store.delete_user("alice", "EXAMPLE.COM")
+    assert store.users() == []
+
+
+def test_nonce_counts_must_grow(store: SqliteStore) -> None:
+    assert store.use_nonce("a" * 48, 1, 100)
+    assert not store.use_nonce("a" * 48, 1, 100)
+    assert store.use_nonce("a" * 48, 7, 100)
+    assert not store.use_nonce("a" * 48, 3, 100)
+    assert store.use_nonce("b" * 48, 1, 100)
+
+
+def test_failures_count_up_and_are_forgotten(store: SqliteStore) -> None:
+    store.add_user("alice", "example.com", PASSWORD)
+    assert [store.record_failure("alice", "example.com", 1000.0 + i, 0.0) for i in range(3)] == [1, 2, 3]
+    store.block("alice", "example.com", 1010.0)
+    hashes = store.user_hashes("alice", "example.com")
+    assert hashes is not None and (hashes.failures, hashes.blocked_until) == (3, 1010.0)
+    assert store.record_failure("alice", "example.com", 5000.0, 4000.0) == 1  # the last one was before 4000
+    store.clear_failures("alice", "example.com")
+    hashes = store.user_hashes("alice", "example.com")
+    assert hashes is not None and (hashes.failures, hashes.blocked_until) == (0, 0.0)

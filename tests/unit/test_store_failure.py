@@ -37,7 +37,8 @@ def auth_request(nonce: str | None) -> bytes:
     cred = None
     if nonce is not None:
         cred = parse_credentials(
-            f'Digest username="alice", realm="example.com", nonce="{nonce}", uri="sip:example.com", response="00"'
+            f'Digest username="alice", realm="example.com", nonce="{nonce}", uri="sip:example.com", response="00",'
+            ' qop=auth, nc=00000001, cnonce="c"'
         )
     return legacy.encode_auth_request(
         parse_uri("sip:example.com"), parse_uri("sip:alice@example.com"), 7, cred, "REGISTER"
@@ -63,7 +64,15 @@ def test_rfc4740_store_failure_is_5012() -> None:
     authority = SipAuthority(DownStore(), nonces)
     nonce = nonces.make("example.com")
     cred = DigestResponse(
-        username="alice", realm="example.com", nonce=nonce, uri="sip:example.com", response="00", algorithm="MD5"
+        username="alice",
+        realm="example.com",
+        nonce=nonce,
+        uri="sip:example.com",
+        response="00",
+        algorithm="MD5",
+        cnonce="c",
+        qop="auth",
+        nonce_count="00000001",
     )
     mar = MultimediaAuthRequest(
         session_id="k;1;1",
