@@ -7,7 +7,7 @@ script). Reason phrases are the C module's, "Server Internal Error" included.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 AUTHORIZED = 1
 AUTH_ERROR = -5
@@ -22,6 +22,7 @@ class Outcome:
     reason: str
     ret: int
     header: str = ""  # a complete header line ending in CRLF, or ""
+    note: str = field(default="", compare=False)  # why, for the log, when the operator should hear of it
 
 
 PASS = Outcome(0, "", AUTHORIZED)  # ACK/CANCEL and successful authentication
@@ -31,20 +32,31 @@ FORBIDDEN = Outcome(403, "Forbidden", AUTH_ERROR)
 SERVER_ERROR = Outcome(500, "Server Internal Error", AUTH_ERROR)
 
 
+def forbidden(note: str) -> Outcome:
+    """403 for a reason the proxy decided itself, with the reason for the log."""
+    return Outcome(403, "Forbidden", AUTH_ERROR, note=note)
+
+
 class ChallengeError(ValueError):
     """A challenge from the server that would corrupt or inject SIP headers."""
+
+
+# Control characters cannot appear in a header value (RFC 3261 §25.1: TEXT-UTF8 and LWS):
+# CR/LF/NUL would end or cut the header, and the others (VT, ESC, DEL, ...) break parsers
+# and terminals downstream. HTAB is linear white space, so it may stay.
+_CONTROLS = frozenset(range(0x20)) - {0x09} | {0x7F}
 
 
 def challenge(proxy: bool, value: bytes) -> Outcome:
     """401/407 carrying the server's challenge, refused if it could inject a header.
 
     The C module copies the value blindly and relies on the server's trailing CRLF
-    (B13); we add a missing one and refuse CR, LF or NUL anywhere else.
+    (B13); we add a missing one and refuse any control character elsewhere.
     """
     if value.endswith(b"\r\n"):
         value = value[:-2]
-    if not value or any(b in value for b in b"\r\n\0"):
-        raise ChallengeError("challenge is empty or has CR, LF or NUL inside")
+    if not value or not _CONTROLS.isdisjoint(value):
+        raise ChallengeError("challenge is empty or has control characters inside")
     try:
         text = value.decode("utf-8")
     except UnicodeDecodeError as exc:

@@ -44,6 +44,15 @@ SPECS: tuple[Spec, ...] = (
     Spec("diameter_client_host", "host", "localhost", help="host name or address of the Diameter server (DISC client)"),
     Spec("diameter_client_port", int, 3000, 1, 65535, "TCP port of the Diameter server"),
     Spec("use_domain", int, 0, 0, 1, "1: diameter_is_user_in sends user@domain as User-Name"),
+    Spec(
+        "identity_check",
+        int,
+        1,
+        0,
+        1,
+        "1: credentials must be the To user's (REGISTER) or the From user's (other requests), else 403; "
+        "0: the C module's behaviour, any valid user may claim any identity",
+    ),
     Spec("answer_timeout", int, 2000, 1, 60000, "ms from the start of a request to its answer, connect included"),
     Spec("connect_timeout", int, 500, 1, 60000, "ms allowed for a TCP connect (capped by answer_timeout)"),
     Spec(
@@ -103,6 +112,7 @@ class Settings:
     diameter_client_host: str
     diameter_client_port: int
     use_domain: int
+    identity_check: int
     answer_timeout: int
     connect_timeout: int
     reconnect_interval: int

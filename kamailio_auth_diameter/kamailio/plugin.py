@@ -15,11 +15,12 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from .. import __version__, authorize, group, outcome
+from ..logtext import printable
 from ..outcome import Outcome
 from ..settings import Settings, SettingsError
 from ..sip.credentials import Credentials
 from ..transport.client import DiameterClient, LocalPeer, resolve_identity
-from ..transport.stream import StreamTransport, TransportError
+from ..transport.stream import RequestTooLarge, StreamTransport, TransportError
 from ..wire import base, legacy, sip_app
 from . import cfgfile
 from .config import CfgSettings
@@ -66,6 +67,9 @@ class AuthDiameter:
     def diameter_is_user_in(self, msg: Any, param: str = "") -> int:
         try:
             return self._is_user_in(param)
+        except RequestTooLarge as exc:
+            self._error(f"diameter_is_user_in: {exc}")
+            return group.ERROR
         except Exception as exc:  # noqa: BLE001 - a worker must never see an exception
             self._error(f"diameter_is_user_in: internal error: {exc!r}")
             return group.ERROR
@@ -75,9 +79,15 @@ class AuthDiameter:
     def _authorize(self, realm: str, proxy: bool) -> int:
         try:
             result = self._decide(realm or "", proxy)
+        except RequestTooLarge as exc:
+            # the SIP request's own headers made it too long: the client's fault, and no peer's
+            self._error(f"authorize: {exc}")
+            result = outcome.BAD_REQUEST
         except Exception as exc:  # noqa: BLE001
             self._error(f"authorize: internal error: {exc!r}")
             result = outcome.SERVER_ERROR
+        if result.note:
+            self._error(f"authorize: {result.note}")
         try:
             return self._send(result)
         except Exception as exc:  # noqa: BLE001
@@ -90,13 +100,13 @@ class AuthDiameter:
         if authorize.is_exempt(method):
             return outcome.PASS
         start = self._clock()
-        req, msgid = read_auth_request(ksr, method, proxy, realm)
-        plan = authorize.plan(req, realm, proxy)
-        if isinstance(plan, Outcome):
-            return plan
         settings = self._cfg.refresh()
         if settings is None:
             return outcome.SERVER_ERROR
+        req, msgid = read_auth_request(ksr, method, proxy, realm)
+        plan = authorize.plan(req, realm, proxy, bool(settings.identity_check))
+        if isinstance(plan, Outcome):
+            return plan
         if settings.protocol == "rfc4740":
             return self._decide_rfc4740(settings, plan, proxy, msgid, start)
         try:
@@ -280,6 +290,8 @@ class AuthDiameter:
         """The decoded answer to ``build``'s request, or None after logging why not."""
         try:
             frame = client.request(build, start, settings.answer_timeout / 1000.0)
+        except RequestTooLarge:
+            raise
         except TransportError as exc:
             self._error(f"Diameter exchange failed: {exc}")
             return None
@@ -309,12 +321,19 @@ class AuthDiameter:
 
         try:
             return transport.exchange(request, start, settings.answer_timeout / 1000.0, accept)
+        except RequestTooLarge:
+            raise
         except TransportError as exc:
             self._error(f"Diameter exchange failed: {exc}")
             return None
 
     def _error(self, text: str) -> None:
-        """Log an error, but the same text at most once per few seconds per process."""
+        """Log an error, but the same text at most once per few seconds per process.
+
+        The text may carry what a peer or a SIP client sent (an Error-Message, a
+        username), so it is escaped into one printable line first.
+        """
+        text = printable(text)
         now = self._clock()
         last_text, last_at = self._last_log
         if text == last_text and now - last_at < _LOG_REPEAT_S:

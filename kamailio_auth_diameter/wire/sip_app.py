@@ -476,7 +476,7 @@ def decode_saa(raw: bytes) -> tuple[base.AnswerInfo, ServerAssignmentAnswer]:
 REFUSED_RESULTS = frozenset(
     {base.RESULT_AUTHENTICATION_REJECTED, 5003, RESULT_ERROR_USER_UNKNOWN, RESULT_ERROR_IDENTITIES_DONT_MATCH}
 )
-_UNSAFE_IN_QUOTES = frozenset('"\\\r\n\0')
+_UNSAFE_IN_QUOTES = frozenset('"\\\x7f' + "".join(map(chr, range(0x20))))  # a quote, a backslash, any control
 _REQUIRED_DIGEST = ("username", "realm", "nonce", "uri", "response")  # SIP-Authorization's {AVPs}
 
 

@@ -273,3 +273,35 @@ def test_hostile_challenge_is_server_error(challenge: bytes) -> None:
 
 def test_challenge_result_without_challenge_is_server_error() -> None:
     assert authorize.result_outcome(Result.CHALLENGE, None, proxy=False) is outcome.SERVER_ERROR
+
+
+# --- identity_check ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("method", "user", "ok"),
+    [
+        ("INVITE", "alice", True),
+        ("INVITE", "alice@from.org", True),
+        ("INVITE", "alice@FROM.ORG", True),
+        ("INVITE", "mallory", False),
+        ("INVITE", "Alice", False),  # SIP compares user parts case-sensitively
+        ("INVITE", "alice@other.org", False),
+        ("INVITE", "", False),
+        ("REGISTER", "bob", True),  # the To user
+        ("REGISTER", "alice", False),  # the From user does not count for REGISTER
+    ],
+)
+def test_identity_check(method: str, user: str, ok: bool) -> None:
+    realm = "to.net" if method == "REGISTER" else "from.org"
+    r = req(method=method, credentials=(cred(realm, user),))
+    result = authorize.plan(r, "", proxy=False, check_identity=True)
+    if ok:
+        assert isinstance(result, AuthContext)
+    else:
+        assert result == outcome.FORBIDDEN and "is not the" in result.note
+    assert isinstance(authorize.plan(r, "", proxy=False), AuthContext)  # off: the C module's behaviour
+
+
+def test_identity_check_needs_credentials_to_apply() -> None:
+    assert isinstance(authorize.plan(req(from_uri="sip:from.org"), "", proxy=False, check_identity=True), AuthContext)

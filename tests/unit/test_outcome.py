@@ -6,6 +6,7 @@ import pytest
 
 from kamailio_auth_diameter import outcome
 from kamailio_auth_diameter.outcome import ChallengeError, Outcome
+from kamailio_auth_diameter.wire import sip_app
 
 CH = b'Digest realm="example.com", nonce="abc", qop="auth"'
 
@@ -63,6 +64,10 @@ def test_utf8_is_kept() -> None:
         b"\0" + CH,
         CH + b"\xff\xfe",  # not UTF-8
         CH + b"\xed\xa0\x80",  # an encoded surrogate is not UTF-8 either
+        CH + b"\x0b",  # VT, ESC, DEL and the other controls break parsers and terminals (they passed)
+        CH[:10] + b"\x1b[2J" + CH[10:],
+        CH + b"\x7f\r\n",
+        CH + b"\x01",
     ],
 )
 def test_hostile_challenges_are_refused(value: bytes) -> None:
@@ -74,3 +79,14 @@ def test_hostile_challenges_are_refused(value: bytes) -> None:
 
 def test_challenge_error_is_value_error() -> None:
     assert issubclass(ChallengeError, ValueError)
+
+
+def test_tab_is_white_space_and_stays() -> None:
+    assert outcome.challenge(False, b'Digest\trealm="a"\r\n').header == 'WWW-Authenticate: Digest\trealm="a"\r\n'
+
+
+@pytest.mark.parametrize("nonce", ["ab\x0bc", "ab\x1bc", "ab\x7fc", "ab\tc", 'a"b', "a\\b"])
+def test_rfc4740_challenge_values_with_controls_are_refused(nonce: str) -> None:
+    """The same rule for a challenge rebuilt from an MAA's Digest-* values (wire/sip_app)."""
+    assert sip_app.challenge_value(sip_app.DigestChallenge("example.com", nonce)) is None
+    assert sip_app.challenge_value(sip_app.DigestChallenge("example.com", "abc")) is not None

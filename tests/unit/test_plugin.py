@@ -297,11 +297,19 @@ def test_malformed_credentials_is_400(p: AuthDiameter, ksr: FakeKSR, server: Fak
     assert server.requests == []
 
 
+@pytest.fixture
+def c_module(make: Make, ksr: FakeKSR, server: FakeLegacyServer) -> AuthDiameter:
+    """The plugin with identity_check = 0: the C module's behaviour, where the digest
+    username need not be the From/To user."""
+    return make(ksr, settings_for(server.port, identity_check=0))
+
+
 def test_lenient_credentials_are_forwarded_byte_for_byte(
-    p: AuthDiameter, ksr: FakeKSR, script: Script, server: FakeLegacyServer
+    c_module: AuthDiameter, ksr: FakeKSR, script: Script, server: FakeLegacyServer
 ) -> None:
     # what Kamailio accepts the C module forwards: trailing junk after values, CR/LF
     # inside quotes, a backslash that escapes nothing
+    p = c_module
     script.auth = (2001, None)
     body = 'Digest username="al\\" junk, realm="example.com"x, nonce="a\r\nb", response="r"'
     ksr.request(authorization=[body])
@@ -372,10 +380,11 @@ def test_tel_ruri_is_sent_as_number_and_empty_host(p: AuthDiameter, ksr: FakeKSR
     ],
 )
 def test_tel_from_cannot_be_encoded_is_500(
-    p: AuthDiameter, ksr: FakeKSR, server: FakeLegacyServer, realm: str, authorization: list[str] | None
+    c_module: AuthDiameter, ksr: FakeKSR, server: FakeLegacyServer, realm: str, authorization: list[str] | None
 ) -> None:
     # the realm derived from tel: is "" (no 400); the empty From host cannot be sent as
     # Destination-Realm, so the request is never built
+    p = c_module
     ksr.request(fu="tel:+123", authorization=authorization)
     assert p.diameter_www_authorize(None, realm) == -5
     assert ksr.replies == [(500, "Server Internal Error")]
@@ -484,8 +493,9 @@ def test_is_user_in_from_to_ruri(p: AuthDiameter, ksr: FakeKSR, script: Script, 
 
 
 def test_is_user_in_credentials_after_authorize(
-    p: AuthDiameter, ksr: FakeKSR, script: Script, server: FakeLegacyServer
+    c_module: AuthDiameter, ksr: FakeKSR, script: Script, server: FakeLegacyServer
 ) -> None:
+    p = c_module
     script.auth = (2001, None)
     script.members = {(b"alice", b"voicemail")}
     ksr.request(mi=11, fu="sip:somebody@example.com", authorization=[cred(user="sip:alice@dom.org")])
@@ -497,6 +507,47 @@ def test_is_user_in_credentials_after_authorize(
     count = len(server.requests)
     assert p.diameter_is_user_in(None, "Credentials,voicemail") == -4
     assert len(server.requests) == count
+
+
+@pytest.mark.parametrize(
+    ("method", "header", "user"),
+    [("INVITE", "fu", "mallory"), ("REGISTER", "tu", "mallory"), ("INVITE", "fu", "Alice"), ("MESSAGE", "fu", "")],
+)
+def test_credentials_of_another_user_are_403_without_traffic(
+    p: AuthDiameter, ksr: FakeKSR, server: FakeLegacyServer, method: str, header: str, user: str
+) -> None:
+    """identity_check (the default): mallory's own credentials on a request from (or a
+    REGISTER of) alice get 403 before the server is asked; the C module let them through."""
+    identity = {header: "sip:alice@example.com"}
+    ksr.request(method=method, **identity, authorization=[cred(user=user)], proxy_authorization=[cred(user=user)])
+    authorize = p.diameter_www_authorize if method == "REGISTER" else p.diameter_proxy_authorize
+    assert authorize(None, "") == -5
+    assert ksr.replies == [(403, "Forbidden")]
+    assert server.requests == []
+    assert any(f"digest username '{user}' is not the" in e and "'alice'@example.com" in e for e in ksr.errors)
+
+
+@pytest.mark.parametrize("user", ["alice", "alice@example.com", "alice@EXAMPLE.com"])
+def test_credentials_of_the_claimed_user_go_to_the_server(
+    p: AuthDiameter, ksr: FakeKSR, script: Script, server: FakeLegacyServer, user: str
+) -> None:
+    script.auth = (2001, None)
+    ksr.request(fu="sip:alice@Example.COM", proxy_authorization=[cred(user=user)])
+    assert p.diameter_proxy_authorize(None, "") == 1
+    assert len(server.requests) == 1
+
+
+def test_identity_check_can_be_turned_off(c_module: AuthDiameter, ksr: FakeKSR, script: Script) -> None:
+    script.auth = (2001, None)
+    ksr.request(fu="sip:alice@example.com", proxy_authorization=[cred(user="mallory")])
+    assert c_module.diameter_proxy_authorize(None, "") == 1
+
+
+def test_a_hostile_username_stays_on_one_log_line(p: AuthDiameter, ksr: FakeKSR) -> None:
+    ksr.request(fu="sip:alice@example.com", proxy_authorization=[cred(user="mal\nlory\x1b[2J")])
+    assert p.diameter_proxy_authorize(None, "") == -5
+    line = next(e for e in ksr.errors if "mal" in e)
+    assert "\x1b" not in line and line.count("\n") == 1 and line.endswith("\n")
 
 
 def test_is_user_in_credentials_after_proxy_authorize(p: AuthDiameter, ksr: FakeKSR, script: Script) -> None:

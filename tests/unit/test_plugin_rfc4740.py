@@ -146,3 +146,20 @@ def test_unusable_tls_file_stops_start_up(peer: FakePeer, tmp_path: Path, monkey
     values = {"protocol": "rfc4740", "use_tls": 1, "tls_ca_file": str(tmp_path / "missing.pem")}
     with pytest.raises(SettingsError, match=r"auth_diameter\.tls_ca_file: cannot load"):
         build(FakeKSR(), values, tmp_path, monkeypatch)
+
+
+def test_peer_text_in_the_log_is_escaped(make, peer: FakePeer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A peer's Error-Message reaches the log escaped, on one line: it could forge log
+    lines or drive a terminal (it went in raw)."""
+    real = base.encode_cea
+
+    def hostile_cea(msg: Message, caps: base.Capabilities, code: int) -> bytes:
+        return real(msg, caps, code, "no\nJan 1 kamailio: auth ok for admin\x1b[2J")
+
+    monkeypatch.setattr("tests.fake_peer.base.encode_cea", hostile_cea)
+    peer.cea_result = base.RESULT_UNKNOWN_PEER
+    p, ksr = make()
+    assert register(p, ksr) == -5
+    line = next(e for e in ksr.errors if "3010" in e)
+    assert "no\\x0aJan 1 kamailio: auth ok for admin\\x1b[2J" in line
+    assert line.count("\n") == 1 and "\x1b" not in line
