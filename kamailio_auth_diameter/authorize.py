@@ -95,15 +95,16 @@ def _is_identity(username: str, identity: SipUri) -> bool:
     return user == identity.user and (not at or domain.lower() == identity.host.lower())
 
 
-def result_outcome(result: Result, challenge: bytes | None, proxy: bool) -> Outcome:
-    """Map a server verdict to the reply; a hostile challenge becomes 500."""
+def result_outcome(result: Result, challenge: bytes | None, proxy: bool, answered: bool = False) -> Outcome:
+    """Map a server verdict to the reply; a hostile challenge becomes 500. ``answered``:
+    the request carried credentials (see outcome.challenge)."""
     if result is Result.AUTHORIZED:
         return outcome.PASS
     if result is Result.NOT_AUTHORIZED:
         return outcome.FORBIDDEN
     if result is Result.CHALLENGE and challenge is not None:
         try:
-            return outcome.challenge(proxy, challenge)
+            return outcome.challenge(proxy, challenge, answered)
         except outcome.ChallengeError:
             return outcome.SERVER_ERROR
     return outcome.SERVER_ERROR

@@ -3,6 +3,10 @@
 Return codes follow the C module (§2.3 of the shared notes): 1 authorized, -5 after a
 reply or on an error without a reply (the script goes on), 0 after 400 (stops the
 script). Reason phrases are the C module's, "Server Internal Error" included.
+
+Since -5 covers a first challenge, a refused password and a server outage alike, each
+outcome also has a label that the plugin leaves in ``$avp(auth_diameter)`` for the
+script (RESULT_AVP): what a per-source failure counter needs to tell them apart.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from dataclasses import dataclass, field
 AUTHORIZED = 1
 AUTH_ERROR = -5
 STOP = 0
+RESULT_AVP = "$avp(auth_diameter)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,18 +28,22 @@ class Outcome:
     ret: int
     header: str = ""  # a complete header line ending in CRLF, or ""
     note: str = field(default="", compare=False)  # why, for the log, when the operator should hear of it
+    # for the script (RESULT_AVP): authorized, exempt, challenged (no credentials yet), stale (right
+    # password, old nonce), refused (credentials not accepted), bad-request, error (ours or the server's)
+    label: str = field(default="error", compare=False)
 
 
-PASS = Outcome(0, "", AUTHORIZED)  # ACK/CANCEL and successful authentication
+PASS = Outcome(0, "", AUTHORIZED, label="authorized")
+EXEMPT = Outcome(0, "", AUTHORIZED, label="exempt")  # ACK and CANCEL
 NO_REPLY_ERROR = Outcome(0, "", AUTH_ERROR)
-BAD_REQUEST = Outcome(400, "Bad Request", STOP)
-FORBIDDEN = Outcome(403, "Forbidden", AUTH_ERROR)
+BAD_REQUEST = Outcome(400, "Bad Request", STOP, label="bad-request")
+FORBIDDEN = Outcome(403, "Forbidden", AUTH_ERROR, label="refused")
 SERVER_ERROR = Outcome(500, "Server Internal Error", AUTH_ERROR)
 
 
 def forbidden(note: str) -> Outcome:
     """403 for a reason the proxy decided itself, with the reason for the log."""
-    return Outcome(403, "Forbidden", AUTH_ERROR, note=note)
+    return Outcome(403, "Forbidden", AUTH_ERROR, note=note, label="refused")
 
 
 class ChallengeError(ValueError):
@@ -47,11 +56,13 @@ class ChallengeError(ValueError):
 _CONTROLS = frozenset(range(0x20)) - {0x09} | {0x7F}
 
 
-def challenge(proxy: bool, value: bytes) -> Outcome:
+def challenge(proxy: bool, value: bytes, answered: bool = False) -> Outcome:
     """401/407 carrying the server's challenge, refused if it could inject a header.
 
     The C module copies the value blindly and relies on the server's trailing CRLF
     (B13); we add a missing one and refuse any control character elsewhere.
+    ``answered``: the request carried credentials, so a new challenge means they were
+    not accepted (labelled refused), unless it says stale=true (the password was right).
     """
     if value.endswith(b"\r\n"):
         value = value[:-2]
@@ -61,6 +72,7 @@ def challenge(proxy: bool, value: bytes) -> Outcome:
         text = value.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ChallengeError("challenge is not UTF-8") from exc
+    label = ("stale" if "stale=true" in text.lower() else "refused") if answered else "challenged"
     if proxy:
-        return Outcome(407, "Proxy Authentication Required", AUTH_ERROR, f"Proxy-Authenticate: {text}\r\n")
-    return Outcome(401, "Unauthorized", AUTH_ERROR, f"WWW-Authenticate: {text}\r\n")
+        return Outcome(407, "Proxy Authentication Required", AUTH_ERROR, f"Proxy-Authenticate: {text}\r\n", label=label)
+    return Outcome(401, "Unauthorized", AUTH_ERROR, f"WWW-Authenticate: {text}\r\n", label=label)

@@ -98,7 +98,7 @@ class AuthDiameter:
         ksr = self._ksr
         method = ksr.pv.get("$rm") or ""
         if authorize.is_exempt(method):
-            return outcome.PASS
+            return outcome.EXEMPT
         start = self._clock()
         settings = self._cfg.refresh()
         if settings is None:
@@ -123,7 +123,7 @@ class AuthDiameter:
             self._error(
                 f"authorize: server answered Result-Code {code}" if code else "authorize: answer without Result-Code"
             )
-        decided = authorize.result_outcome(result, answer.challenge, proxy)
+        decided = authorize.result_outcome(result, answer.challenge, proxy, plan.credentials is not None)
         if decided is outcome.SERVER_ERROR and result is authorize.Result.CHALLENGE:
             self._error("authorize: refused a challenge that is empty, not UTF-8 or has CR/LF/NUL inside")
         self._remember(decided, plan.credentials, proxy, msgid)
@@ -166,7 +166,7 @@ class AuthDiameter:
             value = sip_app.challenge_value(answer.challenge)
             if value is None:
                 self._error("authorize: refused a challenge whose values would break the header")
-        decided = authorize.result_outcome(result, value, proxy)
+        decided = authorize.result_outcome(result, value, proxy, plan.credentials is not None)
         self._remember(decided, plan.credentials, proxy, msgid)
         return decided
 
@@ -175,6 +175,10 @@ class AuthDiameter:
             if result.header:
                 self._ksr.hdr.append_to_reply(result.header)
             self._ksr.sl.send_reply(result.code, result.reason)
+        try:
+            self._ksr.pv.sets(outcome.RESULT_AVP, result.label)
+        except Exception as exc:  # noqa: BLE001 - the reply went out; the label is a courtesy
+            self._error(f"authorize: cannot set {outcome.RESULT_AVP}: {exc!r}")
         return result.ret
 
     # --- is_user_in -----------------------------------------------------------------

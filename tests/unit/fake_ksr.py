@@ -27,6 +27,14 @@ class _PV:
             return len(ksr.headers.get(name[6:-1], []))
         return ksr.pvs.get(name)
 
+    def sets(self, name: str, value: str) -> int:
+        ksr = self._ksr
+        ksr.calls.append(("pv.sets", name, value))
+        if ksr.raise_in is not None and "pv" in ksr.raise_in:
+            raise RuntimeError("pv.sets exploded")
+        ksr.pvs[name] = value
+        return 1
+
 
 class _Hdr:
     def __init__(self, ksr: FakeKSR) -> None:

@@ -216,6 +216,47 @@ def test_authorized_returns_1_without_reply(
     assert msg.first(1) == b"alice@example.com"
 
 
+STALE = b'Digest realm="example.com", nonce="0123456789abcdef", qop="auth", stale=true\r\n'
+
+
+@pytest.mark.parametrize(
+    ("method", "credentials", "answer", "label"),
+    [
+        ("INVITE", False, (4001, CHALLENGE), "challenged"),
+        ("INVITE", True, (4001, CHALLENGE), "refused"),  # a wrong password is re-challenged
+        ("INVITE", True, (4001, STALE), "stale"),
+        ("INVITE", True, (5003, None), "refused"),
+        ("INVITE", True, (2001, None), "authorized"),
+        ("INVITE", True, (5012, None), "error"),
+        ("ACK", True, (2001, None), "exempt"),
+    ],
+)
+def test_result_label_for_the_script(
+    p: AuthDiameter,
+    ksr: FakeKSR,
+    script: Script,
+    method: str,
+    credentials: bool,
+    answer: tuple[int, bytes | None],
+    label: str,
+) -> None:
+    """$avp(auth_diameter) tells the script what -5 meant, e.g. to count refused
+    credentials per source without counting first challenges or server outages."""
+    script.auth = answer
+    ksr.request(method=method, authorization=[cred()] if credentials else None)
+    p.diameter_www_authorize(None, "")
+    assert ksr.pvs["$avp(auth_diameter)"] == label
+
+
+def test_result_label_for_a_bad_request_and_a_spoofed_identity(p: AuthDiameter, ksr: FakeKSR) -> None:
+    ksr.request(authorization=['Digest username="x'])
+    assert p.diameter_www_authorize(None, "") == 0
+    assert ksr.pvs["$avp(auth_diameter)"] == "bad-request"
+    ksr.request(authorization=[cred(user="mallory")])
+    assert p.diameter_www_authorize(None, "") == -5
+    assert ksr.pvs["$avp(auth_diameter)"] == "refused"
+
+
 def test_authorized_without_credentials_returns_1(p: AuthDiameter, ksr: FakeKSR, script: Script) -> None:  # B3
     script.auth = (2001, None)
     assert p.diameter_www_authorize(None, "") == 1
