@@ -43,6 +43,7 @@ class FakePeer:
     identity: Identity = field(default_factory=lambda: Identity("aaa.example.com", "example.com"))
     behaviour: Callable[[Message], bytes | None] | None = None
     cea_result: int = base.RESULT_SUCCESS
+    answer_dpr: bool = True  # False: a DPR gets neither a DPA nor a close, as from a hung peer
     applications: tuple[int, ...] = (sip_app.APP_SIP,)
     received: list[Received] = field(default_factory=list)
     connections: list[socket.socket] = field(default_factory=list)
@@ -102,6 +103,8 @@ class FakePeer:
             conn.sendall(base.encode_dwa(msg, self.identity, 1))
             return True
         if h.command_code == base.CMD_DISCONNECT_PEER:
+            if not self.answer_dpr:
+                return True
             conn.sendall(base.encode_dpa(msg, self.identity))
             return False
         out = self.behaviour(msg) if self.behaviour else answer_mar(msg, self.identity)

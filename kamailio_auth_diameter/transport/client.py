@@ -12,6 +12,11 @@ connect fails is not a re-send: the next peer gets the first copy. With no other
 peer usable, a request whose connection broke under it is re-sent once to the
 same peer on a new connection (a server restart met under load).
 
+Only a failed connect (or a refusal) keeps requests away from a peer for a while
+(:mod:`..routing`); a late answer or a broken connection only puts the peer after
+the others, so one hiccup of a server never turns into a spell of 500s. A request
+too large for a frame (RequestTooLarge) is nobody's failure: it is never sent.
+
 The identity is per worker (see :func:`worker_identity`), so each connection is a
 distinct peer in the server's peer table, as RFC 6733 expects of one connection
 per peer.
@@ -20,7 +25,6 @@ per peer.
 from __future__ import annotations
 
 import os
-import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,12 +35,14 @@ from ..peer_state import PeerProtocol
 from ..settings import PeerAddress, Settings, peer_addresses
 from ..wire import base
 from ..wire.base import Capabilities, Identity
-from .peer import PeerDown, PeerLink, PeerTimeout
+from .peer import ConnectFailed, PeerDown, PeerLink, PeerTimeout
+from .resolve import local_fqdn
 from .stream import TransportError
 from .tls import client_context
 
 PRODUCT_NAME = "kamailio_auth_diameter"
 FAILOVER_RESULTS = frozenset({3002, 3004})  # UNABLE_TO_DELIVER, TOO_BUSY
+FQDN_WAIT = 0.2  # s: resolve_identity's bound on the FQDN lookup when it is given no default host
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,16 +62,16 @@ def worker_identity(origin_host: str, rank: int | None, pid: int) -> str:
     return f"{label}.{origin_host}"
 
 
-def resolve_identity(s: Settings, rank: int | None) -> tuple[str, str, str]:
-    """(Origin-Host of this process, Origin-Realm, Destination-Realm) from the settings."""
-    base_host = s.origin_host or _fqdn()
+def resolve_identity(s: Settings, rank: int | None, default_host: str | None = None) -> tuple[str, str, str]:
+    """(Origin-Host of this process, Origin-Realm, Destination-Realm) from the settings.
+
+    Without ``origin_host`` the base name is ``default_host``, which the caller got from
+    :func:`~.resolve.local_fqdn` at start-up; failing that, ``local_fqdn(FQDN_WAIT)``:
+    the FQDN takes DNS, which must not hold a request for long.
+    """
+    base_host = s.origin_host or default_host or local_fqdn(FQDN_WAIT)
     realm = s.origin_realm or (base_host.partition(".")[2] or "localdomain")
     return worker_identity(base_host, rank, os.getpid()), realm, s.destination_realm or realm
-
-
-def _fqdn() -> str:
-    name = socket.getfqdn()
-    return name if "." in name else f"{name}.localdomain"
 
 
 class DiameterClient:
@@ -84,8 +90,9 @@ class DiameterClient:
     def links(self) -> list[PeerLink]:
         return self._links
 
-    def configure(self, s: Settings) -> None:
-        """Apply settings; a changed peer list or TLS setting replaces the connections.
+    def configure(self, s: Settings, deadline: float | None = None) -> None:
+        """Apply settings; a changed peer list or TLS setting replaces the connections,
+        each closed with a DPR whose waits end by ``deadline`` (see PeerLink.close).
 
         SettingsError (a TLS file that cannot be used) leaves everything as it was.
         """
@@ -93,7 +100,7 @@ class DiameterClient:
         tls_key = (s.use_tls, s.tls_ca_file, s.tls_cert_file, s.tls_key_file, s.watchdog_interval)
         if peers != self._peers or tls_key != self._tls_key:
             tls = client_context(s) if s.use_tls else None
-            self.close()
+            self.close(deadline)
             make = self._protocol_factory(s)
             self._links = [PeerLink(address, make, self._clock) for address in peers]
             for link in self._links:
@@ -122,15 +129,17 @@ class DiameterClient:
 
         return make
 
-    def close(self) -> None:
+    def close(self, deadline: float | None = None) -> None:
         for link in self._links:
-            link.close()
+            link.close(deadline=deadline)
 
     def request(self, build: Callable[[int, int, bool], bytes], start: float, timeout: float) -> bytes:
         """The answer frame to ``build(hop_by_hop, end_to_end, retransmit)``.
 
         TransportError when no peer answered before ``start + timeout``; its message
-        lists what happened with each peer tried.
+        lists what happened with each peer tried. RequestTooLarge (a TransportError)
+        when ``build`` makes more than a frame may hold: nothing is sent, and no peer or
+        connection suffers for it.
         """
         deadline = start + timeout
         end_to_end = self._end_to_end()
@@ -157,7 +166,10 @@ class DiameterClient:
                 retransmit = True
                 continue
             except PeerDown as exc:
-                self._routing.failed(index, exc.retry_soon)
+                if isinstance(exc, ConnectFailed) or not exc.retry_soon:  # not reachable, or told to go away
+                    self._routing.failed(index, exc.retry_soon)
+                else:
+                    self._routing.silent(index)
                 problems.append(str(exc))
                 if exc.sent:
                     sends += 1
@@ -184,6 +196,6 @@ def _failover_result(frame: bytes) -> int | None:
         return None
     try:
         code = base.unsigned(base.decode(frame).avps, base.AVP_RESULT_CODE)
-    except (base.DecodeError, base.RequestError):
+    except Exception:  # noqa: BLE001 - not ours to judge: the caller decodes the answer and says what is wrong
         return None
     return code if code in FAILOVER_RESULTS else None

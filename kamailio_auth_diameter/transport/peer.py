@@ -8,7 +8,12 @@ on, is replaced by a new one (connect, TLS, CER/CEA, the DWRs of a peer that
 reopens us) within the request's own deadline: nothing that happens to an idle
 worker can make a request fail.
 
-Every wait is bounded by the deadline the caller passes. Nagle stays on (RFC 3539
+Every wait is bounded by the deadline the caller passes: the name lookup and each
+address's connect (:mod:`.resolve`), the TLS handshake and CER/CEA, what the peer
+sent while we were idle (however much it keeps sending), and the DPA and FIN waits
+when a connection ends. A connection is used only once its CEA was accepted;
+anything that goes wrong while opening it, whatever it raises, closes it and is
+reported as :class:`ConnectFailed`. Nagle stays on (RFC 3539
 §3.2), which costs nothing here because a request, and a DWR that rides with it,
 go out in one write. A clear TCP socket stays in blocking mode and the kernel bounds
 each receive (SO_RCVTIMEO), so an exchange costs two system calls under load, the
@@ -27,10 +32,11 @@ from collections.abc import Callable
 
 from ..peer_state import Disconnected, PeerError, PeerProtocol, State, hop_by_hop_of
 from ..settings import PeerAddress
-from ..wire.framing import Framer, FramingError
-from .stream import TransportError, send_by, set_receive_timeout
+from ..wire.framing import MAX_MESSAGE, Framer, FramingError
+from .resolve import DEFAULT_RESOLVER, Resolver, connect
+from .stream import RequestTooLarge, TransportError, send_by, set_receive_timeout
 
-PART_WAIT = 0.1  # seconds we wait for a DPA, and for the peer's FIN, when we end a connection
+PART_WAIT = 0.1  # seconds we wait for a DPA and the peer's FIN when we end a connection (or less: the deadline)
 RCVTIMEO_SLACK = 0.005  # how far the kernel's receive timeout may be off the deadline before we reset it
 # After a CEA, how long the first request waits for DWRs from a peer that treats the
 # connection as a reopened one (see PeerLink._settle).
@@ -49,6 +55,14 @@ class PeerDown(TransportError):
         super().__init__(message)
         self.sent = sent
         self.retry_soon = retry_soon
+
+
+class ConnectFailed(PeerDown):
+    """No usable connection could be opened: lookup, connect, TLS handshake, CER refused or
+    unanswered. The only failure that keeps requests away from the peer for a while."""
+
+    def __init__(self, message: str, retry_soon: bool = True) -> None:
+        super().__init__(message, sent=False, retry_soon=retry_soon)
 
 
 class PeerTimeout(TransportError):
@@ -77,30 +91,47 @@ class PeerLink:
         self.protocol: PeerProtocol | None = None
         self.connect_timeout = 0.5
         self.tls: ssl.SSLContext | None = None
+        self.resolver: Resolver = DEFAULT_RESOLVER
         self.connections = 0  # opened so far, for the tests and the log
 
     @property
     def connected(self) -> bool:
         return self._sock is not None
 
-    def close(self, disconnect: bool = True) -> None:
-        """Close, after a DPR and a short wait for its DPA when the connection is open."""
+    def close(self, disconnect: bool = True, deadline: float | None = None) -> None:
+        """Close, after a DPR and a short wait for its DPA and FIN when the connection is
+        open: PART_WAIT at most, and never past ``deadline``."""
         sock, proto = self._sock, self.protocol
         if sock is None:
             return
         self._forget()
         try:
             if disconnect and proto is not None and proto.state is State.OPEN:
-                sock.settimeout(PART_WAIT)
-                sock.sendall(proto.disconnect())
-                sock.recv(65536)  # the DPA, or nothing: we close either way
-                self._parted = self._await_fin(sock)
+                end = self._part_end(deadline)
+                dpr = proto.disconnect()
+                if self._wait(sock, end):
+                    sock.sendall(dpr)
+                if self._wait(sock, end):
+                    sock.recv(65536)  # the DPA, or nothing: we close either way
+                    self._parted = self._await_fin(sock, end)
         except OSError:
             pass
         finally:
             sock.close()
 
-    def _renew(self, replies: bytes) -> None:
+    def _part_end(self, deadline: float | None) -> float:
+        end = self._clock() + PART_WAIT
+        return end if deadline is None else min(end, deadline)
+
+    def _wait(self, sock: socket.socket, end: float) -> bool:
+        """Set the socket's timeout to what is left before ``end``; False if nothing is."""
+        left = end - self._clock()
+        if left <= 0:
+            return False
+        sock.settimeout(left)
+        return True
+
+    def _renew(self, replies: bytes, deadline: float) -> None:
         """Send ``replies`` (DWAs), then end the connection with our FIN and wait for the peer's.
 
         No DPR on purpose: freeDiameter keeps a peer's unanswered-DWR flag across a
@@ -111,23 +142,22 @@ class PeerLink:
         sock = self._sock
         assert sock is not None
         self._forget()
+        end = self._part_end(deadline)
         try:
-            sock.settimeout(PART_WAIT)
-            sock.sendall(replies)
-            self._await_fin(sock)
+            if self._wait(sock, end):
+                sock.sendall(replies)
+                self._await_fin(sock, end)
         except OSError:
             pass
         finally:
             sock.close()
 
-    def _await_fin(self, sock: socket.socket) -> bool:
-        """Our FIN, then the peer's, within PART_WAIT: a peer may ignore a CER from the same
+    def _await_fin(self, sock: socket.socket, end: float) -> bool:
+        """Our FIN, then the peer's, before ``end``: a peer may ignore a CER from the same
         Origin-Host until it has cleaned up the old connection (freeDiameter answers it with
         nothing at all), and its FIN says it has. True if it came."""
         sock.shutdown(socket.SHUT_WR)
-        end = self._clock() + PART_WAIT
-        while (left := end - self._clock()) > 0:
-            sock.settimeout(left)
+        while self._wait(sock, end):
             if not sock.recv(65536):
                 return True
         return False
@@ -146,39 +176,51 @@ class PeerLink:
     # --- opening ------------------------------------------------------------------
 
     def _open(self, deadline: float) -> None:
-        timeout = min(self.connect_timeout, deadline - self._clock())
-        if timeout <= 0:
-            raise PeerDown(f"{self.address}: no time left to connect", sent=False)
+        """Connect, TLS, CER/CEA and a reopening peer's DWRs, within ``deadline``.
+
+        ConnectFailed, with nothing left open, if any of it fails, whatever was raised:
+        a link whose CEA was not accepted must never carry a request.
+        """
+        if deadline <= self._clock():
+            raise ConnectFailed(f"{self.address}: no time left to connect")
+        host, port = self.address.host, self.address.port
         try:
-            sock = socket.create_connection((self.address.host, self.address.port), timeout=timeout)
+            sock = connect(self.resolver, host, port, deadline, self.connect_timeout, self._clock)
         except OSError as exc:
-            raise PeerDown(f"{self.address}: connect failed: {exc}", sent=False) from None
+            raise ConnectFailed(f"{self.address}: connect failed: {exc}") from None
         try:
             if self.tls is not None:
                 sock.settimeout(max(deadline - self._clock(), 0.001))
-                sock = self.tls.wrap_socket(sock, server_hostname=self.address.host)
+                sock = self.tls.wrap_socket(sock, server_hostname=host)
             else:
                 sock.settimeout(None)
-        except (OSError, ssl.SSLError) as exc:
+        except Exception as exc:  # noqa: BLE001 - ssl.SSLError or anything else: the socket must not leak
             sock.close()
-            raise PeerDown(f"{self.address}: TLS handshake failed: {exc}", sent=False) from None
+            raise ConnectFailed(f"{self.address}: TLS handshake failed: {exc}") from None
         self._sock = sock
         self._tls_sock = self.tls is not None
         self._rcvtimeo = 0.0
         self.connections += 1
-        proto = self._make_protocol(sock.getsockname()[0])
-        self.protocol = proto
+        opened = False
         try:
+            proto = self._make_protocol(sock.getsockname()[0])
+            self.protocol = proto
             self._send(proto.start(), deadline, sent=False)
             while proto.state is State.WAIT_CEA:
                 self._read(deadline, sent=False)
                 self._process(deadline, sent=False, hop=None)
             if not self._parted:  # a clean parting leaves nothing for the peer to reopen
                 self._settle(deadline)
+            opened = True
         except PeerTimeout:
-            raise self._down("no CEA before the deadline", sent=False) from None
-        except PeerError as exc:
-            raise self._down(str(exc), sent=False, retry_soon=exc.retry_soon) from None
+            raise ConnectFailed(f"{self.address}: no CEA before the deadline") from None
+        except PeerDown as exc:
+            raise ConnectFailed(str(exc), exc.retry_soon) from None
+        except Exception as exc:  # noqa: BLE001 - whatever the peer made us raise, the link is closed
+            raise ConnectFailed(f"{self.address}: opening the connection failed: {_described(exc)}") from None
+        finally:
+            if not opened:
+                self.close(disconnect=False)
 
     def _settle(self, deadline: float) -> None:
         """Answer the DWRs a peer sends right after its CEA before the first request goes.
@@ -217,9 +259,10 @@ class PeerLink:
     def exchange(self, build: Callable[[int], bytes], deadline: float) -> bytes:
         """Send ``build(hop_by_hop)`` and return the frame that answers it.
 
-        PeerDown: the connection could not be opened, or failed (``sent`` tells whether
-        the request may have reached the peer). PeerTimeout: no answer in time; the
-        connection is closed, since a late answer would only be thrown away.
+        ConnectFailed: the connection could not be opened. PeerDown: it failed (``sent``
+        tells whether the request may have reached the peer). PeerTimeout: no answer in
+        time; the connection is closed, since a late answer would only be thrown away.
+        RequestTooLarge: ``build`` made more than a frame may hold; nothing was sent.
         """
         proto = self.protocol
         if self._sock is not None and proto is not None and self._clock() - proto.last_received >= QUIET_BEFORE_DRAIN:
@@ -229,13 +272,15 @@ class PeerLink:
                 pass  # closed while we were idle: a new connection below
             else:
                 if replies:
-                    self._renew(replies)
+                    self._renew(replies, deadline)
         if self._sock is None:
             self._open(deadline)
         proto = self.protocol
         assert proto is not None
         hop = proto.hop_by_hop()
         data = build(hop)
+        if len(data) > MAX_MESSAGE:  # nothing sent, and the connection stays as it was
+            raise RequestTooLarge(f"the request has {len(data)} bytes, more than the {MAX_MESSAGE} a frame may")
         watchdog = proto.watchdog()
         if self._push_next:
             self._push_next = False
@@ -264,12 +309,15 @@ class PeerLink:
         DWRs to an idle worker may have stopped delivering answers to it. freeDiameter
         does, once the worker has been silent for 2 Tw (SUSPECT), and no message brings
         that connection back, so the caller renews the connection (:meth:`_renew`). A
-        DPR is answered at once and the connection closed (PeerDown).
+        DPR is answered at once and the connection closed (PeerDown), and so is a
+        connection the peer is still sending on when the deadline comes.
         """
         sock = self._sock
         assert sock is not None
         replies: list[bytes] = []
         while True:
+            if self._clock() >= deadline:
+                raise self._down("the peer kept sending while we were idle, up to the deadline", sent=False)
             try:
                 if self._tls_sock:
                     sock.settimeout(0.0)
@@ -309,6 +357,8 @@ class PeerLink:
                 raise self._down(str(exc), sent, exc.retry_soon) from None
             except PeerError as exc:
                 raise self._down(str(exc), sent, exc.retry_soon) from None
+            except Exception as exc:  # noqa: BLE001 - hostile bytes end as PeerDown, whatever broke
+                raise self._down(f"unreadable message: {_described(exc)}", sent) from None
             if received.reply is not None:
                 if replies is None:
                     self._send(received.reply, deadline, sent)
@@ -355,8 +405,14 @@ class PeerLink:
             raise PeerTimeout(str(self.address))
         try:
             if self._tls_sock:
-                sock.settimeout(remaining)
-                sock.sendall(data)
+                # not sendall: SSLSocket.sendall gives each of its writes the whole timeout
+                view = memoryview(data)
+                while view:
+                    remaining = deadline - self._clock()
+                    if remaining <= 0:
+                        raise TimeoutError
+                    sock.settimeout(remaining)
+                    view = view[sock.send(view) :]
                 return
             if not send_by(sock, data, deadline, self._clock):
                 raise TimeoutError
@@ -364,3 +420,7 @@ class PeerLink:
             raise self._down("send timed out", sent=True) from None
         except OSError as exc:
             raise self._down(f"send failed: {exc}", sent) from None
+
+
+def _described(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"

@@ -3,10 +3,12 @@
 Kamailio 5.6 never lets Python threads run while a worker waits for SIP, so
 there is no background reader: everything happens inside a request, bounded by
 its deadline. Fixes relative to the C module: a lazy connect with a timeout
-(Kamailio starts while the server is down, B10); reads until a whole message or
-the deadline (B8); any transport error closes the socket (B9); after a failed
-connect or an unanswered request, requests fail at once for ``reconnect_interval``
-instead of each waiting out its own timeout.
+(Kamailio starts while the server is down, B10), the name lookup and every address
+tried within the deadline (:mod:`.resolve`); reads until a whole message or the
+deadline (B8); any transport error closes the socket (B9); after a failed connect,
+requests fail at once for ``reconnect_interval`` instead of each waiting out its own
+timeout. An unanswered request does not: the server is up, one answer was late, and
+the next request reconnects and is sent, as the C module would have sent it.
 
 The common exchange costs two system calls, a non-blocking send and one blocking
 receive bounded by SO_RCVTIMEO (the C module needs about six). Python's own socket
@@ -24,7 +26,8 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
-from ..wire.framing import Framer, FramingError
+from ..wire.framing import MAX_MESSAGE, Framer, FramingError
+from .resolve import DEFAULT_RESOLVER, Resolver, connect
 
 T = TypeVar("T")
 
@@ -81,10 +84,11 @@ class StreamTransport:
         self._sock: socket.socket | None = None
         self._framer = Framer()
         self._address: tuple[str, int] | None = None
-        self._failed_at: float | None = None  # when a connect or an answer last failed
+        self._failed_at: float | None = None  # when a connect last failed
         self._rcvtimeo = 0.0  # the SO_RCVTIMEO currently set on the socket
         self.connect_timeout = 0.5
         self.reconnect_interval = 1.0
+        self.resolver: Resolver = DEFAULT_RESOLVER
 
     def configure(self, host: str, port: int, connect_timeout_ms: int, reconnect_interval_ms: int) -> None:
         """Apply (possibly changed) settings; a new address drops the old connection."""
@@ -107,10 +111,8 @@ class StreamTransport:
                 self._sock = None
                 self._framer.clear()
 
-    def _fail(self, why: str, mark_down: bool) -> TransportError:
+    def _fail(self, why: str) -> TransportError:
         self.close()
-        if mark_down:
-            self._failed_at = self._clock()
         return TransportError(why)
 
     def _connect(self, deadline: float) -> socket.socket:
@@ -122,13 +124,14 @@ class StreamTransport:
                 f"server {self._address[0]}:{self._address[1]} is marked down after a failure; "
                 "failing at once until reconnect_interval has passed"
             )
-        timeout = min(self.connect_timeout, deadline - now)
-        if timeout <= 0:
+        if deadline <= now:
             raise TransportError("deadline passed before connecting")
+        host, port = self._address
         try:
-            sock = socket.create_connection(self._address, timeout=timeout)
+            sock = connect(self.resolver, host, port, deadline, self.connect_timeout, self._clock)
         except OSError as exc:
-            raise self._fail(f"connect to {self._address[0]}:{self._address[1]} failed: {exc}", True) from None
+            self._failed_at = self._clock()
+            raise TransportError(f"connect to {host}:{port} failed: {exc}") from None
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.settimeout(None)  # blocking; the kernel's SO_RCVTIMEO bounds every receive
         self._sock = sock
@@ -147,8 +150,11 @@ class StreamTransport:
         The deadline is ``start + timeout``. ``accept`` returns None for a stale frame
         (another request's answer) and may raise ValueError for a malformed one; that and
         any transport failure close the socket. A connection the server closed while it
-        sat idle (a restart) is replaced and the request sent once more.
+        sat idle (a restart) is replaced and the request sent once more. RequestTooLarge,
+        before anything is sent, for a request no Diameter frame can hold.
         """
+        if len(request) > MAX_MESSAGE:
+            raise RequestTooLarge(f"the request has {len(request)} bytes, more than the {MAX_MESSAGE} a frame may")
         deadline = start + timeout
         sock = self._sock
         if sock is not None:
@@ -160,7 +166,7 @@ class StreamTransport:
         try:
             return self._send_and_wait(sock, request, start, timeout, deadline, accept)
         except _PeerGone:
-            raise self._fail("server closed the connection", False) from None
+            raise self._fail("server closed the connection") from None
 
     def _send_and_wait(
         self,
@@ -173,44 +179,46 @@ class StreamTransport:
     ) -> T:
         try:
             if not send_by(sock, request, deadline, self._clock):
-                raise self._fail("could not send the request before the deadline", True)
+                raise self._fail("could not send the request before the deadline")
         except OSError as exc:
             if exc.errno in _GONE:
                 raise _PeerGone from None
-            raise self._fail(f"send failed: {exc}", False) from None
+            raise self._fail(f"send failed: {exc}") from None
         framer = self._framer
         received = False
         while True:
             try:
                 frame = framer.next_message()
             except FramingError as exc:
-                raise self._fail(f"bad answer framing: {exc}", False) from None
+                raise self._fail(f"bad answer framing: {exc}") from None
             if frame is not None:
                 try:
                     result = accept(frame)
                 except ValueError as exc:
-                    raise self._fail(f"bad answer: {exc}", False) from None
+                    raise self._fail(f"bad answer: {exc}") from None
+                except Exception as exc:  # noqa: BLE001 - hostile bytes end as a TransportError, whatever broke
+                    raise self._fail(f"unreadable answer ({type(exc).__name__}: {exc})") from None
                 if result is not None:
                     return result
                 continue
             remaining = deadline - self._clock()
             if remaining <= 0:
-                raise self._fail("no answer before the deadline", True)
+                raise self._fail("no answer before the deadline")
             # the usual case: the whole answer timeout, set once and left on the socket
             self._set_rcvtimeo(sock, timeout if deadline - remaining - start < _SLACK else remaining)
             try:
                 data = sock.recv(65536)
             except (BlockingIOError, TimeoutError):
-                raise self._fail("no answer before the deadline", True) from None
+                raise self._fail("no answer before the deadline") from None
             except InterruptedError:
                 continue
             except OSError as exc:
                 if exc.errno in _GONE and not received:
                     raise _PeerGone from None
-                raise self._fail(f"receive failed: {exc}", False) from None
+                raise self._fail(f"receive failed: {exc}") from None
             if not data:
                 if not received:
                     raise _PeerGone
-                raise self._fail("server closed the connection", False)
+                raise self._fail("server closed the connection")
             received = True
             framer.feed(data)

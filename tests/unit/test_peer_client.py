@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
+import socket
+import threading
 import time
 from collections.abc import Iterator
 
 import pytest
 from diameter.message import Message
 
-from kamailio_auth_diameter import settings
+from kamailio_auth_diameter import peer_state, settings
 from kamailio_auth_diameter.transport.client import DiameterClient, LocalPeer, worker_identity
-from kamailio_auth_diameter.transport.stream import TransportError
+from kamailio_auth_diameter.transport.stream import RequestTooLarge, TransportError
 from kamailio_auth_diameter.wire import base, sip_app
 from kamailio_auth_diameter.wire.base import Identity
 from tests.fake_peer import CLOSE, SILENT, FakePeer, answer_mar
+from tests.unit.test_stream import BlackHoleSocket, names
 
 ME = Identity("w1.kamailio.example.com", "example.com")
 T_FLAG = base.FLAG_RETRANSMIT
@@ -144,8 +148,8 @@ def test_silent_peer_fails_over_with_t_flag_and_same_end_to_end(peers: list[Fake
     first, second = a.requests()[0], b.requests()[0]
     assert not first.flags & T_FLAG and second.flags & T_FLAG
     assert first.end_to_end == second.end_to_end
-    # the silent peer is left alone for reconnect_interval: the next request goes to b at once
-    assert ask(c) == 2006 and len(a.requests()) == 1
+    # for reconnect_interval the silent peer comes after b, even when the round robin says a
+    assert ask(c) == 2006 and ask(c) == 2006 and len(a.requests()) == 1
 
 
 def test_peer_dying_with_the_request_fails_over(peers: list[FakePeer]) -> None:
@@ -248,3 +252,198 @@ def test_changed_peer_list_replaces_connections_with_a_dpr(peers: list[FakePeer]
     time.sleep(0.05)
     assert len(a.requests(base.CMD_DISCONNECT_PEER)) == 1
     assert ask(c) == 2006 and len(b.requests()) == 1
+
+
+# --- deadlines whatever the network does -------------------------------------------
+
+
+def test_two_black_hole_addresses_of_a_peer_share_the_deadline(monkeypatch: pytest.MonkeyPatch) -> None:
+    names(monkeypatch, {"two-holes.peer.test": ["198.51.100.1", "198.51.100.2"]})
+    BlackHoleSocket.waits = []
+    monkeypatch.setattr(socket, "socket", BlackHoleSocket)
+    c = DiameterClient(LocalPeer(ME, (6,), 42))
+    c.configure(settings.parse({"protocol": "rfc4740", "peers": "two-holes.peer.test", "connect_timeout": 400}))
+    started = time.monotonic()
+    with pytest.raises(TransportError, match="connect failed"):
+        c.request(mar, started, 0.5)
+    assert 0.45 <= time.monotonic() - started < 0.6
+    assert len(BlackHoleSocket.waits) == 2 and sum(w or 0 for w in BlackHoleSocket.waits) <= 0.51
+
+
+def test_a_peer_whose_name_does_not_resolve_in_time_costs_no_more_than_the_deadline(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    names(monkeypatch, {}, slow={"dead-dns.peer.test": 2.0})
+    c = DiameterClient(LocalPeer(ME, (6,), 42))
+    c.configure(settings.parse({"protocol": "rfc4740", "peers": "dead-dns.peer.test"}))
+    started = time.monotonic()
+    with pytest.raises(TransportError, match=r"dead-dns\.peer\.test"):
+        c.request(mar, started, 0.3)
+    assert time.monotonic() - started < 0.45
+
+
+def test_closing_a_connection_keeps_to_the_deadline(peers: list[FakePeer]) -> None:
+    """A peer that neither answers our DPR nor closes: the DPA and FIN waits end at the deadline."""
+    a, b = new_peer(peers, answer_dpr=False), new_peer(peers)
+    c = client(a.port)
+    ask(c)
+    started = time.monotonic()
+    c.configure(settings.parse({"protocol": "rfc4740", "peers": f"127.0.0.1:{b.port}"}), deadline=started + 0.03)
+    assert time.monotonic() - started < 0.05  # PART_WAIT twice (0.2 s) before
+    time.sleep(0.05)
+    assert len(a.requests(base.CMD_DISCONNECT_PEER)) == 1
+
+
+def test_a_peer_that_keeps_sending_while_we_were_idle_cannot_hold_a_request_past_its_deadline(
+    peers: list[FakePeer],
+) -> None:
+    p = new_peer(peers)
+    c = client(p.port)
+    ask(c)
+    flood = base.encode_dwr(p.identity, 1, 7, 7) * 100_000  # 8 MB: more than can be read before the deadline
+
+    def push() -> None:
+        with contextlib.suppress(OSError):
+            p.push(flood)
+
+    threading.Thread(target=push, daemon=True).start()
+    time.sleep(0.05)
+    idle(c)
+    started = time.monotonic()
+    with pytest.raises(TransportError):
+        ask(c, timeout=0.3)
+    assert time.monotonic() - started < 0.4
+
+
+# --- one slow answer does not fail the requests after it ------------------------------
+
+
+def test_a_single_peer_that_was_silent_once_is_tried_again(peers: list[FakePeer]) -> None:
+    silent_once = [True]
+
+    def behaviour(msg: Message) -> bytes:
+        if silent_once[0]:
+            silent_once[0] = False
+            return SILENT
+        return answer_mar(msg, Identity("aaa.example.com", "example.com"))
+
+    p = new_peer(peers, behaviour=behaviour)
+    c = client(p.port, reconnect_interval=10_000)
+    with pytest.raises(TransportError, match="no answer"):
+        ask(c, timeout=0.2)
+    assert ask(c) == 2006
+    assert len(p.connections) == 2  # the late answer's connection was closed
+
+
+def test_a_silent_peer_is_tried_after_the_others_not_excluded(peers: list[FakePeer]) -> None:
+    silent_once = [True]
+
+    def behaviour(msg: Message) -> bytes:
+        if silent_once[0]:
+            silent_once[0] = False
+            return SILENT
+        return answer_mar(msg, Identity("aaa.example.com", "example.com"))
+
+    a = new_peer(peers, behaviour=behaviour)
+    dead = FakePeer()
+    dead.stop()
+    c = client(a.port, dead.port, reconnect_interval=10_000, failover_timeout=100)
+    with pytest.raises(TransportError):
+        ask(c, timeout=0.3)  # a is silent, the other peer refuses connections
+    assert ask(c) == 2006  # a comes after the others but is still tried
+    assert len(a.requests()) == 2
+
+
+def test_a_connection_that_broke_under_a_request_does_not_exclude_its_peer(peers: list[FakePeer]) -> None:
+    closes = [True]
+
+    def behaviour(msg: Message) -> bytes | None:
+        if closes[0]:
+            closes[0] = False
+            return CLOSE
+        return answer_mar(msg, Identity("aaa.example.com", "example.com"))
+
+    a = new_peer(peers, behaviour=behaviour)
+    dead = FakePeer()
+    dead.stop()
+    c = client(a.port, dead.port, reconnect_interval=10_000)
+    with pytest.raises(TransportError):
+        ask(c)
+    assert ask(c) == 2006
+
+
+# --- a request too large for a frame --------------------------------------------------
+
+
+def huge_mar(hop: int, e2e: int, retransmit: bool) -> bytes:
+    req = sip_app.MultimediaAuthRequest(
+        "s;1;2", ME.origin_host, ME.origin_realm, "example.com", "sip:a@b", "INVITE", user_name="u" * 70_000
+    )
+    return sip_app.encode_mar(req, hop, e2e, retransmit)
+
+
+def test_a_request_over_the_frame_limit_is_never_sent_and_blames_no_peer(peers: list[FakePeer]) -> None:
+    a, b = new_peer(peers), new_peer(peers)
+    c = client(a.port, b.port)
+    ask(c)
+    ask(c)
+    with pytest.raises(RequestTooLarge):
+        c.request(huge_mar, time.monotonic(), 1.0)
+    assert (len(a.requests()), len(b.requests())) == (1, 1)
+    assert all(link.connected for link in c.links)
+    assert [ask(c) for _ in range(4)] == [2006] * 4
+    assert (len(a.connections), len(b.connections)) == (1, 1)
+    assert not any(r.flags & T_FLAG for r in a.requests() + b.requests())
+
+
+def test_a_request_over_the_frame_limit_on_a_new_connection_leaves_it_usable(peers: list[FakePeer]) -> None:
+    p = new_peer(peers)
+    c = client(p.port)
+    with pytest.raises(RequestTooLarge):
+        c.request(huge_mar, time.monotonic(), 1.0)
+    assert ask(c) == 2006
+    assert len(p.connections) == 1 and len(p.requests()) == 1
+
+
+# --- anything a hostile peer makes our code raise -------------------------------------
+
+
+def test_a_cea_that_makes_the_decoder_raise_closes_the_link_and_the_next_request_starts_with_a_cer(
+    peers: list[FakePeer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    p = new_peer(peers)
+    c = client(p.port, reconnect_interval=0)  # no back-off after the failed opening
+    real = peer_state.base.decode
+
+    def decode(frame: bytes, *args: object) -> Message:
+        command = int.from_bytes(frame[5:8], "big")
+        if command == base.CMD_CAPABILITIES_EXCHANGE and not frame[4] & base.FLAG_REQUEST:  # not the fake peer's CER
+            raise RecursionError("maximum recursion depth exceeded")
+        return real(frame, *args)
+
+    monkeypatch.setattr(peer_state.base, "decode", decode)
+    with pytest.raises(TransportError, match="RecursionError"):
+        ask(c)
+    assert not c.links[0].connected
+    monkeypatch.setattr(peer_state.base, "decode", real)
+    assert ask(c) == 2006
+    time.sleep(0.05)
+    second = [r for r in p.received if r.connection == 1]
+    assert second[0].command == base.CMD_CAPABILITIES_EXCHANGE and len(p.connections) == 2
+    assert [r.command for r in p.received if r.connection == 0] == [base.CMD_CAPABILITIES_EXCHANGE]
+
+
+def test_an_answer_that_makes_the_decoder_raise_is_a_transport_error(
+    peers: list[FakePeer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    p = new_peer(peers)
+    c = client(p.port)
+    ask(c)
+
+    def receive(self: peer_state.PeerProtocol, frame: bytes) -> peer_state.Received:
+        raise MemoryError("hostile")
+
+    monkeypatch.setattr(peer_state.PeerProtocol, "receive", receive)
+    with pytest.raises(TransportError, match="MemoryError"):
+        ask(c)
+    assert not c.links[0].connected

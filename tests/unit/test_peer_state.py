@@ -164,10 +164,31 @@ def test_back_off_doubles_up_to_the_ceiling(clock: Clock) -> None:
     assert r.down_for(0) == 1.0
 
 
-def test_refusal_waits_the_ceiling_and_silence_the_interval(clock: Clock) -> None:
+def test_refusal_waits_the_ceiling(clock: Clock) -> None:
     r = routing.Routing(2, 0, clock)
     r.interval, r.ceiling = 1.0, 10.0
     r.failed(0, retry_soon=False)
-    r.silent(1)
-    assert (r.down_for(0), r.down_for(1)) == (10.0, 1.0)
-    assert r.candidates() == []
+    assert r.down_for(0) == 10.0
+    assert r.candidates() == [1]
+
+
+def test_a_silent_peer_goes_last_for_the_interval_but_is_not_excluded(clock: Clock) -> None:
+    """One late answer is no reason to fail requests: the peer is tried after the others."""
+    r = routing.Routing(3, 0, clock)
+    r.interval = 1.0
+    r.silent(0)
+    assert r.down_for(0) == 0.0
+    assert [r.candidates() for _ in range(3)] == [[1, 2, 0], [1, 2, 0], [2, 1, 0]]
+    r.failed(1)
+    assert r.candidates() == [2, 0]
+    clock.now += 1.0
+    assert r.candidates() == [1, 2, 0]  # the interval is over: plain round robin again
+    r.silent(2)
+    r.succeeded(2)
+    assert r.candidates() == [2, 0, 1]
+
+
+def test_a_single_silent_peer_is_still_a_candidate(clock: Clock) -> None:
+    r = routing.Routing(1, 0, clock)
+    r.silent(0)
+    assert r.candidates() == [0]

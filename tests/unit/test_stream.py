@@ -7,11 +7,13 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
+from typing import ClassVar
 
 import pytest
 from fake_ksr import read_frame
 
-from kamailio_auth_diameter.transport.stream import StreamTransport, TransportError
+from kamailio_auth_diameter.transport.stream import RequestTooLarge, StreamTransport, TransportError
+from kamailio_auth_diameter.wire.framing import MAX_MESSAGE
 
 Handler = Callable[[socket.socket], None]
 
@@ -147,7 +149,7 @@ def test_stale_answer_then_the_right_one(servers: list[TinyServer]) -> None:
     assert seen == [99, 98, 5]
 
 
-def test_timeout_then_fail_fast_within_reconnect_interval(servers: list[TinyServer]) -> None:
+def test_timeout_ends_at_the_deadline_and_closes_the_connection(servers: list[TinyServer]) -> None:
     def silent(conn: socket.socket) -> None:
         while read_frame(conn) is not None:
             pass
@@ -159,13 +161,7 @@ def test_timeout_then_fail_fast_within_reconnect_interval(servers: list[TinyServ
         t.exchange(frame(1), started, 0.3, accept_tag(1))
     elapsed = time.monotonic() - started
     assert 0.29 <= elapsed < 0.3 + 0.5
-    assert not t.connected
-    accepted = srv.accepted
-
-    with pytest.raises(TransportError, match="marked down"):  # at once: no connect, no wait for the deadline
-        t.exchange(frame(2), time.monotonic(), 2, accept_tag(2))
-    time.sleep(0.05)
-    assert srv.accepted == accepted  # no new connection was attempted
+    assert not t.connected  # a late answer must not be taken for the next request's
 
 
 def test_after_reconnect_interval_it_connects_again(servers: list[TinyServer]) -> None:
@@ -311,3 +307,113 @@ def test_stray_frame_between_requests_is_skipped(servers: list[TinyServer]) -> N
     assert seen[:2] == [1, 77]
     assert seen[-1] == 2
     assert srv.accepted == 1
+
+
+# --- deadlines whatever the network does -------------------------------------------
+
+
+class BlackHoleSocket:
+    """Stands in for socket.socket: every connect waits out its timeout and fails, as a
+    SYN to an address that drops it would. ``waits`` records each connect's timeout."""
+
+    waits: ClassVar[list[float | None]] = []
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        self._timeout: float | None = None
+
+    def settimeout(self, timeout: float | None) -> None:
+        self._timeout = timeout
+
+    def connect(self, address: object) -> None:
+        BlackHoleSocket.waits.append(self._timeout)
+        time.sleep(self._timeout or 0)
+        raise TimeoutError("timed out")
+
+    def close(self) -> None:
+        pass
+
+
+def names(monkeypatch: pytest.MonkeyPatch, table: dict[str, list[str]], slow: dict[str, float] | None = None) -> None:
+    """socket.getaddrinfo answering ``table`` from memory, and taking ``slow[name]`` seconds
+    before failing for a name whose resolver does not answer; numeric hosts as usual."""
+    real = socket.getaddrinfo
+
+    def fake(host, port, family=0, type=0, proto=0, flags=0):
+        if flags & socket.AI_NUMERICHOST:  # no I/O for the real one either
+            return real(host, port, family, type, proto, flags)
+        if slow and host in slow:
+            time.sleep(slow[host])
+            raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+        if host in table:
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (a, port)) for a in table[host]]
+        return real(host, port, family, type, proto, flags)
+
+    monkeypatch.setattr(socket, "getaddrinfo", fake)
+
+
+def test_two_black_hole_addresses_share_the_deadline(monkeypatch: pytest.MonkeyPatch) -> None:
+    """socket.create_connection gave each address the whole timeout: 2 s for a 1 s deadline."""
+    names(monkeypatch, {"two-holes.stream.test": ["198.51.100.1", "198.51.100.2"]})
+    BlackHoleSocket.waits = []
+    monkeypatch.setattr(socket, "socket", BlackHoleSocket)
+    t = StreamTransport()
+    t.configure("two-holes.stream.test", 3000, 400, 1000)
+    started = time.monotonic()
+    with pytest.raises(TransportError, match="connect"):
+        t.exchange(frame(1), started, 0.5, accept_tag(1))
+    elapsed = time.monotonic() - started
+    assert 0.45 <= elapsed < 0.6, elapsed
+    assert len(BlackHoleSocket.waits) == 2
+    assert BlackHoleSocket.waits[0] == pytest.approx(0.4)  # connect_timeout, then what is left
+    assert BlackHoleSocket.waits[1] == pytest.approx(0.1, abs=0.03)
+
+
+def test_a_resolver_that_does_not_answer_costs_no_more_than_the_deadline(monkeypatch: pytest.MonkeyPatch) -> None:
+    names(monkeypatch, {}, slow={"dead-dns.stream.test": 2.0})
+    t = StreamTransport()
+    t.configure("dead-dns.stream.test", 3000, 500, 1000)
+    started = time.monotonic()
+    with pytest.raises(TransportError, match=r"dead-dns\.stream\.test"):
+        t.exchange(frame(1), started, 0.3, accept_tag(1))
+    assert time.monotonic() - started < 0.45
+
+
+def test_an_unanswered_request_does_not_fail_the_next_one(servers: list[TinyServer]) -> None:
+    """Only a failed connect makes requests fail at once: after a timeout the next request
+    reconnects and is sent, as the C module would have sent it."""
+    stalled = threading.Event()
+
+    def stall_once(conn: socket.socket) -> None:
+        while (req := read_frame(conn)) is not None:
+            if not stalled.is_set():
+                stalled.set()
+                continue  # the first request gets no answer
+            conn.sendall(req)
+
+    srv = start(servers, stall_once)
+    t = transport_for(srv.port, reconnect_ms=10_000)
+    with pytest.raises(TransportError, match="deadline"):
+        t.exchange(frame(1), time.monotonic(), 0.2, accept_tag(1))
+    assert t.exchange(frame(2), time.monotonic(), 2, accept_tag(2)) == frame(2)
+    assert srv.accepted == 2
+
+
+def test_a_request_over_the_frame_limit_is_refused_before_anything_is_sent(servers: list[TinyServer]) -> None:
+    srv = start(servers, echo)
+    t = transport_for(srv.port)
+    assert t.exchange(frame(1), time.monotonic(), 2, accept_tag(1)) == frame(1)
+    with pytest.raises(RequestTooLarge):
+        t.exchange(frame(2, MAX_MESSAGE + 4), time.monotonic(), 2, accept_tag(2))
+    assert t.connected  # the good connection stays
+    assert t.exchange(frame(3), time.monotonic(), 2, accept_tag(3)) == frame(3)
+    assert srv.accepted == 1
+
+
+def test_an_answer_that_makes_the_decoder_raise_anything_is_a_transport_error(servers: list[TinyServer]) -> None:
+    def recursing(_: bytes) -> bytes | None:
+        raise RecursionError("maximum recursion depth exceeded")
+
+    t = transport_for(start(servers, echo).port)
+    with pytest.raises(TransportError, match="RecursionError"):
+        t.exchange(frame(1), time.monotonic(), 2, recursing)
+    assert not t.connected
