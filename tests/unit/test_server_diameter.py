@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import ipaddress
-import random
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -527,22 +526,3 @@ def test_watchdog_off(authority: SipAuthority) -> None:
     s = PeerSession(DiameterResponder(authority, ME, None, 42), "127.0.0.1")
     s.receive(cer())
     assert s.watchdog() == (Reply(), None)
-
-
-def test_fuzzed_requests_never_raise_out_of_the_session(responder: DiameterResponder) -> None:
-    """Corrupted MARs and SARs get an answer, an error answer or a closed connection."""
-    rng = random.Random(3588)
-    goods = [
-        sip_app.encode_mar(mar(creds(challenge_nonce(responder.authority), PASSWORD)), 5, 6),
-        sip_app.encode_sar(sar(), 7, 8),
-    ]
-    outcomes = set()
-    for i in range(2000):
-        raw = bytearray(goods[i % 2])
-        for _ in range(rng.randint(1, 3)):
-            raw[rng.randrange(20, len(raw))] = rng.randrange(256)
-        s = open_session(responder)
-        reply = s.receive(bytes(raw))
-        assert isinstance(reply, Reply)
-        outcomes.add("close" if reply.close else "answer")
-    assert outcomes == {"close", "answer"}
