@@ -69,7 +69,10 @@ def _stop(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 10
 # --- the reference server -----------------------------------------------------------
 
 
-def server_cli(db: Path | str, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+def server_cli(
+    db: Path | str, *args: str, stdin: str | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    """One management command (``user add`` reads its password from ``stdin``)."""
     return subprocess.run(
         [PYTHON, "-m", "kamailio_auth_diameter.server", *args[:2], "--db", str(db), *args[2:]],
         cwd=ROOT,
@@ -77,6 +80,7 @@ def server_cli(db: Path | str, *args: str, stdin: str | None = None) -> subproce
         capture_output=True,
         text=True,
         timeout=30,
+        env=None if env is None else {**os.environ, **env},
     )
 
 
@@ -89,26 +93,33 @@ class ReferenceServer:
     port: int = field(default_factory=free_port)
     extra: tuple[str, ...] = ()
     diameter_port: int | None = None  # also serve RFC 6733 / RFC 4740 here (--diameter-listen)
+    env: dict[str, str] = field(default_factory=dict)  # added to the environment (PGPASSFILE, ...)
+    prefix: tuple[str, ...] = ()  # a command the server runs under, e.g. ("prlimit", "--nofile=64", "--")
+    db_file: Path | None = None  # serve with --db-file this instead of --db (user and group still use db)
     proc: subprocess.Popen | None = None
 
     def add_user(self, username: str, realm: str, password: str) -> None:
-        r = server_cli(self.db, "user", "add", username, realm, password)
+        r = server_cli(self.db, "user", "add", username, realm, stdin=f"{password}\n", env=self.env)
         assert r.returncode == 0, r.stderr
 
     def add_group(self, name: str, group: str) -> None:
-        r = server_cli(self.db, "group", "add", name, group)
+        r = server_cli(self.db, "group", "add", name, group, env=self.env)
         assert r.returncode == 0, r.stderr
 
-    def start(self) -> ReferenceServer:
+    def start(self, timeout: float = 15.0) -> ReferenceServer:
+        """Start it and wait until it serves: its listening ports are bound before the
+        database is opened, so the log line that follows the opening is what says so."""
+        ready = f"legacy listener on 127.0.0.1:{self.port} "
+        before = self._log().count(ready)
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [
+                *self.prefix,
                 PYTHON,
                 "-m",
                 "kamailio_auth_diameter.server",
                 "serve",
-                "--db",
-                str(self.db),
+                *(("--db", str(self.db)) if self.db_file is None else ("--db-file", str(self.db_file))),
                 "--legacy-listen",
                 f"127.0.0.1:{self.port}",
                 *(() if self.diameter_port is None else ("--diameter-listen", f"127.0.0.1:{self.diameter_port}")),
@@ -117,12 +128,22 @@ class ReferenceServer:
             cwd=ROOT,
             stdout=log,
             stderr=subprocess.STDOUT,
+            env={**os.environ, **self.env},
         )
         log.close()
+        deadline = time.monotonic() + timeout
+        while self._log().count(ready) <= before:
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"the reference server did not start:\n{self._log()[-3000:]}")
+            time.sleep(0.05)
         wait_tcp(self.port)
         if self.diameter_port is not None:
             wait_tcp(self.diameter_port)
         return self
+
+    def _log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.proc is not None:
@@ -195,6 +216,19 @@ class Postgres:
             )
             assert r.returncode == 0, r.stderr
         return self
+
+    def require_password(self, password: str) -> None:
+        """From now on TCP clients must authenticate (SCRAM) as postgres with ``password``:
+        trust stays only for the Unix socket this method itself uses."""
+        assert self.base is not None and self.proc is not None, "start() first"
+        sock = str(self.base / "sock")
+        escaped = password.replace("'", "''")
+        _as_postgres(PG_BIN / "psql", "-h", sock, "-p", str(self.port), "-U", "postgres", "-d", self.dbname,
+                     "-c", f"ALTER ROLE postgres PASSWORD '{escaped}'", cwd=self.base)  # fmt: skip
+        hba = self.base / "data" / "pg_hba.conf"
+        hba.write_text("local all all trust\nhost all all 127.0.0.1/32 scram-sha-256\n")
+        shutil.chown(hba, "postgres", "postgres")
+        _as_postgres(PG_BIN / "pg_ctl", "reload", "-D", self.base / "data", cwd=self.base)
 
     def stop(self) -> None:
         """Fast shutdown (SIGINT) of the postmaster by the pid in its postmaster.pid."""

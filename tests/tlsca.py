@@ -3,7 +3,9 @@
 Each call makes a fresh CA, so a second call gives a CA the first one's peers do
 not trust. The server certificate names localhost and 127.0.0.1 (subjectAltName),
 which is what a client checks; the client certificate is a Diameter peer's, its
-CN an Origin-Host. EC P-256 keys: generated in milliseconds, unlike RSA.
+CN an Origin-Host and its subjectAltNames that host and each of its workers
+(``*.`` that host), which the reference server checks a CER against. EC P-256
+keys: generated in milliseconds, unlike RSA.
 """
 
 from __future__ import annotations
@@ -75,5 +77,7 @@ def make_pki(
         "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign",
     )  # fmt: skip
     server_cert, server_key = _issue(directory, "server", server_cn, SERVER_EXTENSIONS, ca_cert, ca_key)
-    client_cert, client_key = _issue(directory, "client", client_cn, CLIENT_EXTENSIONS, ca_cert, ca_key)
+    # the reference server binds a CER's Origin-Host to these names: a Kamailio worker is w<rank>.<origin_host>
+    client_names = f"subjectAltName=DNS:{client_cn},DNS:*.{client_cn}\n"
+    client_cert, client_key = _issue(directory, "client", client_cn, CLIENT_EXTENSIONS + client_names, ca_cert, ca_key)
     return Pki(ca_cert, ca_key, server_cert, server_key, client_cert, client_key)

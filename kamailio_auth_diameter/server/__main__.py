@@ -2,17 +2,19 @@
 
 serve --db FILE|URL [--legacy-listen HOST:PORT] [--diameter-listen HOST:PORT] [--peers any|HOST,HOST]
       [--diameter-tls-listen HOST:PORT --tls-cert FILE --tls-key FILE [--tls-ca FILE]]
-      [--allow CIDR ...] [--processes N]
+      [--allow CIDR ...] [--processes N] [--max-connections N] [--idle-timeout SECONDS] ...
 user add|del|list --db FILE|URL ...      group add|del|list --db FILE|URL ...
 
 --db is an SQLite file, or a postgresql:// URL (needs the 'postgresql' extra) for
-several server instances sharing users, groups and nonces.
+several server instances sharing users, groups and nonces; --db-file FILE reads it
+from the first line of FILE instead (a URL with a password stays out of ps).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
 import ipaddress
 import logging
 import os
@@ -20,16 +22,31 @@ import signal
 import socket
 import ssl
 import sys
+from dataclasses import dataclass
+from urllib.parse import parse_qs, urlsplit
 
+from .. import secret_file
 from ..nonce import NonceFactory
-from .app import LOOPBACK, Identity, LegacyServer, bind, serve
+from ..wire.base import Identity
+from .app import LegacyServer, serve
 from .auth import LegacyAuthority, SipAuthority
 from .diameter import DiameterResponder, TlsSetupError, parse_peers, serve_diameter, server_tls_context
-from .store import StoreError, open_store
+from .limits import (
+    DEFAULT_IDLE_TIMEOUT,
+    DEFAULT_MAX_PER_ADDRESS,
+    DEFAULT_MESSAGE_TIMEOUT,
+    Limits,
+    default_max_connections,
+    fd_reserve,
+)
+from .listener import LOOPBACK, Guard, bind, raise_fd_limit
+from .processes import supervise
+from .store import POSTGRES_SCHEMES, StoreError, open_store
 
 log = logging.getLogger("kamailio_auth_diameter.server")
 
 DB_HELP = "SQLite file, or postgresql://USER@HOST:PORT/DBNAME (tables created on first use)"
+DB_FILE_HELP = "read --db from the first line of FILE (not readable by other users), so that no password is in ps"
 
 
 def _hostport(text: str) -> tuple[str, int]:
@@ -56,11 +73,40 @@ def _peers(text: str) -> frozenset[str] | None:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _count(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
+    return int(text)
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 86400 * 7:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds from 0 to 604800")
+    return value
+
+
+def _message_seconds(text: str) -> float:
+    value = _seconds(text)
+    if not 0.1 <= value <= 300:
+        raise argparse.ArgumentTypeError(f"{text!r} is outside 0.1..300 seconds")
+    return value
+
+
 def _watchdog_interval(text: str) -> float:
     value = float(text)
     if not 6 <= value <= 3600:
         raise argparse.ArgumentTypeError(f"{text} is outside 6..3600 (RFC 3539: Tw is at least 6 s)")
     return value
+
+
+def _database_options(parser: argparse.ArgumentParser) -> None:
+    db = parser.add_mutually_exclusive_group(required=True)
+    db.add_argument("--db", help=DB_HELP)
+    db.add_argument("--db-file", metavar="FILE", help=DB_FILE_HELP)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -72,7 +118,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("serve", help="answer Diameter requests")
-    s.add_argument("--db", required=True, help=DB_HELP)
+    _database_options(s)
     s.add_argument(
         "--legacy-listen",
         type=_hostport,
@@ -128,7 +174,36 @@ def _parser() -> argparse.ArgumentParser:
         type=int,
         default=1,
         metavar="N",
-        help="server processes sharing the port with SO_REUSEPORT (default 1)",
+        help="server processes sharing the port with SO_REUSEPORT, each replaced if it dies (default 1)",
+    )
+    c = s.add_argument_group("connection limits (per server process, all listeners together)")
+    c.add_argument(
+        "--max-connections",
+        type=_count,
+        metavar="N",
+        help="connections held at most; a newcomer beyond them closes the least recently active one "
+        "(default: what the file descriptor limit leaves, at most 10000)",
+    )
+    c.add_argument(
+        "--max-connections-per-address",
+        type=_count,
+        metavar="N",
+        help=f"the same, per client address (default {DEFAULT_MAX_PER_ADDRESS}, or --max-connections if lower)",
+    )
+    c.add_argument(
+        "--idle-timeout",
+        type=_seconds,
+        default=DEFAULT_IDLE_TIMEOUT,
+        metavar="SECONDS",
+        help=f"close a connection with no message for this long; 0: never (default {DEFAULT_IDLE_TIMEOUT:g})",
+    )
+    c.add_argument(
+        "--message-timeout",
+        type=_message_seconds,
+        default=DEFAULT_MESSAGE_TIMEOUT,
+        metavar="SECONDS",
+        help="close a connection whose message or TLS handshake, once begun, is not complete this long after, "
+        f"or that leaves our answers unread this long (default {DEFAULT_MESSAGE_TIMEOUT:g})",
     )
     s.add_argument(
         "--watchdog-interval",
@@ -147,22 +222,75 @@ def _parser() -> argparse.ArgumentParser:
         add = nsub.add_parser("add")
         dele = nsub.add_parser("del")
         for a in (add, dele):
-            a.add_argument("--db", required=True, help=DB_HELP)
+            _database_options(a)
             for arg in args:
                 a.add_argument(arg.lower(), metavar=arg)
         if noun == "user":
-            add.add_argument("password", metavar="PASSWORD", help="'-' reads it from standard input")
-        lst = nsub.add_parser("list")
-        lst.add_argument("--db", required=True, help=DB_HELP)
+            add.add_argument(
+                "password",
+                nargs="?",
+                metavar="-",
+                help="the password is asked for twice on a terminal, else read as one line from standard input; "
+                "never give it here",
+            )
+        _database_options(nsub.add_parser("list"))
     return p
 
 
+def _database(args: argparse.Namespace) -> str:
+    """The --db value, or the first line of --db-file; a password on the command line is logged loudly."""
+    if args.db_file is None:
+        if args.db.startswith(POSTGRES_SCHEMES) and _has_password(args.db):
+            log.warning(
+                "the --db URL holds a password, which every user of this machine can read (ps, /proc) while "
+                "this runs: give it in ~/.pgpass, PGPASSFILE or PGPASSWORD, or the URL with --db-file"
+            )
+        return args.db
+    warning = secret_file.check(args.db_file, "--db-file")
+    if warning:
+        log.warning("%s", warning)
+    try:
+        with open(args.db_file, encoding="utf-8") as f:
+            db = f.readline().strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise StoreError(f"--db-file {args.db_file}: {getattr(exc, 'strerror', None) or exc}") from None
+    if not db:
+        raise StoreError(f"--db-file {args.db_file}: its first line is empty")
+    return db
+
+
+def _has_password(url: str) -> bool:
+    try:
+        parts = urlsplit(url)
+        return bool(parts.password) or "password" in parse_qs(parts.query)
+    except ValueError:
+        return False
+
+
+def _password(given: str | None) -> str:
+    """user add's password: asked twice without echo on a terminal, else one line of standard input."""
+    if given not in (None, "-"):
+        raise StoreError(
+            "a password on the command line can be read by every user of this machine (ps) and stays in the "
+            "shell's history: leave it out, and type it when asked or pipe it on standard input"
+        )
+    if sys.stdin.isatty():
+        password = getpass.getpass("Password: ")
+        if getpass.getpass("Password again: ") != password:
+            raise StoreError("the two passwords differ")
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    if not password:
+        raise StoreError("no password given")
+    return password
+
+
 def _manage(args: argparse.Namespace) -> int:
-    store = open_store(args.db)
+    password = _password(args.password) if args.command == "user" and args.action == "add" else ""
+    store = open_store(_database(args))
     try:
         if args.command == "user":
             if args.action == "add":
-                password = sys.stdin.readline().rstrip("\n") if args.password == "-" else args.password
                 store.add_user(args.username, args.realm, password)
             elif args.action == "del":
                 store.delete_user(args.username, args.realm)
@@ -190,28 +318,77 @@ def _tls(args: argparse.Namespace) -> ssl.SSLContext | None:
         return None
     if not args.tls_cert or not args.tls_key:
         raise TlsSetupError("--diameter-tls-listen needs --tls-cert and --tls-key")
+    warning = secret_file.check(args.tls_key, "--tls-key")
+    if warning:
+        log.warning("%s", warning)
     return server_tls_context(args.tls_cert, args.tls_key, args.tls_ca)
 
 
-def _run_process(args: argparse.Namespace, reuse_port: bool, tls: ssl.SSLContext | None) -> None:
-    store = open_store(args.db)
+def _limits(args: argparse.Namespace) -> Limits:
+    """The connection limits, with the file descriptor limit raised as far as it goes;
+    a cap the descriptors cannot back is refused."""
+    nofile = raise_fd_limit()
+    room = nofile - fd_reserve(nofile)
+    if args.max_connections is not None and args.max_connections > room:
+        raise StoreError(
+            f"--max-connections {args.max_connections} needs {args.max_connections + fd_reserve(nofile)} file "
+            f"descriptors, but the limit is {nofile} (RLIMIT_NOFILE): lower it, or raise the limit "
+            "(LimitNOFILE= in a systemd unit, ulimit -n)"
+        )
+    total = args.max_connections or default_max_connections(nofile)
+    per_address = args.max_connections_per_address or min(DEFAULT_MAX_PER_ADDRESS, total)
+    if per_address > total:
+        raise StoreError(f"--max-connections-per-address {per_address} is more than --max-connections {total}")
+    log.info(
+        "at most %d connections, %d per address (file descriptor limit %d); idle timeout %s, message timeout %g s",
+        total,
+        per_address,
+        nofile,
+        f"{args.idle_timeout:g} s" if args.idle_timeout else "off",
+        args.message_timeout,
+    )
+    return Limits(total, per_address, args.idle_timeout, args.message_timeout)
+
+
+@dataclass(frozen=True)
+class Listeners:
+    """One server process's listening sockets."""
+
+    legacy: socket.socket
+    diameter: socket.socket | None
+    diameter_tls: socket.socket | None
+
+    def close(self) -> None:
+        for sock in (self.legacy, self.diameter, self.diameter_tls):
+            if sock is not None:
+                sock.close()
+
+
+def _bind(args: argparse.Namespace, tls: ssl.SSLContext | None, reuse_port: bool) -> Listeners:
+    return Listeners(
+        bind(*args.legacy_listen, reuse_port, "--legacy-listen"),
+        bind(*args.diameter_listen, reuse_port, "--diameter-listen") if args.diameter_listen else None,
+        bind(*args.diameter_tls_listen, reuse_port, "--diameter-tls-listen") if tls is not None else None,
+    )
+
+
+def _run_process(
+    args: argparse.Namespace, db: str, listeners: Listeners, tls: ssl.SSLContext | None, limits: Limits
+) -> None:
+    store = open_store(db)
     nonces = NonceFactory(store.nonce_secret(), lifetime=args.nonce_lifetime)
     allow = [] if args.allow and None in args.allow else list(args.allow or LOOPBACK)
     identity = Identity(args.origin_host, args.origin_realm)
-    server = LegacyServer(LegacyAuthority(store, nonces), identity, allow)
-    sock = bind(*args.legacy_listen, reuse_port=reuse_port)
+    server = LegacyServer(LegacyAuthority(store, nonces), identity)
     log.info("legacy listener on %s:%d (pid %d, db %s)", *args.legacy_listen, os.getpid(), store.where)
     responder = None
-    diameter_socks: list[tuple[socket.socket, ssl.SSLContext | None]] = []
-    if args.diameter_listen or tls is not None:
+    if listeners.diameter is not None or listeners.diameter_tls is not None:
         responder = DiameterResponder(
             SipAuthority(store, nonces), identity, args.peers, watchdog_interval=args.watchdog_interval
         )
-    if args.diameter_listen:
-        diameter_socks.append((bind(*args.diameter_listen, reuse_port=reuse_port), None))
+    if listeners.diameter is not None:
         log.info("Diameter (RFC 6733, RFC 4740) listener on %s:%d as %s", *args.diameter_listen, args.origin_host)
-    if tls is not None:
-        diameter_socks.append((bind(*args.diameter_tls_listen, reuse_port=reuse_port), tls))
+    if listeners.diameter_tls is not None:
         log.info(
             "Diameter over TLS listener on %s:%d as %s%s",
             *args.diameter_tls_listen,
@@ -224,10 +401,16 @@ def _run_process(args: argparse.Namespace, reuse_port: bool, tls: ssl.SSLContext
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        tasks = [serve(server, sock, stop)]
+        guard = Guard(limits, allow)
+        tasks = [serve(server, listeners.legacy, stop, guard)]
         if responder is not None:
-            tasks += [serve_diameter(responder, dsock, allow, stop, ctx) for dsock, ctx in diameter_socks]
+            tasks += [
+                serve_diameter(responder, sock, stop, ctx, guard)
+                for sock, ctx in ((listeners.diameter, None), (listeners.diameter_tls, tls))
+                if sock is not None
+            ]
         await asyncio.gather(*tasks)
+        guard.stop()
 
     asyncio.run(main())
     log.info("stopped: legacy %s", server.stats)
@@ -238,36 +421,37 @@ def _run_process(args: argparse.Namespace, reuse_port: bool, tls: ssl.SSLContext
 def _serve(args: argparse.Namespace) -> int:
     if args.processes < 1 or args.nonce_lifetime < 1:
         raise StoreError("--processes and --nonce-lifetime must be at least 1")
+    db = _database(args)
     tls = _tls(args)
-    open_store(args.db).close()  # create the schema and fail early on a bad path or URL
-    if args.pid_file:
-        with open(args.pid_file, "w") as f:
-            f.write(f"{os.getpid()}\n")
+    limits = _limits(args)
+    open_store(db).close()  # create the schema and fail early on a bad path or URL
     if args.processes == 1:
-        _run_process(args, reuse_port=False, tls=tls)
+        listeners = _bind(args, tls, reuse_port=False)
+        if args.pid_file:
+            _write_pid(args.pid_file)
+        _run_process(args, db, listeners, tls, limits)
         return 0
-    children = []
-    for _ in range(args.processes):
-        pid = os.fork()
-        if pid == 0:
-            try:
-                _run_process(args, reuse_port=True, tls=tls)
-            finally:
-                os._exit(0)
-        children.append(pid)
+    sets = [_bind(args, tls, reuse_port=True) for _ in range(args.processes)]
+    if args.pid_file:
+        _write_pid(args.pid_file)
 
-    def forward(signum: int, _frame: object) -> None:
-        for child in children:
-            try:
-                os.kill(child, signum)
-            except ProcessLookupError:
-                pass
+    def child(slot: int) -> int:
+        for i, other in enumerate(sets):
+            if i != slot:
+                other.close()
+        try:
+            _run_process(args, db, sets[slot], tls, limits)
+        except (StoreError, OSError) as exc:
+            log.error("server process %d cannot serve: %s", os.getpid(), exc)
+            return 1
+        return 0
 
-    signal.signal(signal.SIGTERM, forward)
-    signal.signal(signal.SIGINT, forward)
-    for child in children:
-        os.waitpid(child, 0)
-    return 0
+    return supervise(args.processes, child)
+
+
+def _write_pid(path: str) -> None:
+    with open(path, "w") as f:
+        f.write(f"{os.getpid()}\n")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -278,7 +462,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         return _serve(args) if args.command == "serve" else _manage(args)
-    except (StoreError, TlsSetupError, OSError) as exc:
+    except (StoreError, TlsSetupError, secret_file.InsecureFile, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
 

@@ -22,7 +22,11 @@ message close the connection (§5.1). On shutdown every open peer gets a DPR
 
 ``--diameter-tls-listen`` serves the same state machine over TLS (RFC 6733 §2.1,
 port 5658): asyncio completes the handshake before the protocol sees the
-connection, so the CER is the first thing read from it either way.
+connection, so the CER is the first thing read from it either way. With
+``--tls-ca`` the client's certificate is verified, and the CER's Origin-Host must be
+one of the names it vouches for (:func:`certificate_names`, :func:`name_matches`),
+else CEA 3010: a certificate from the CA does not let its holder speak as another
+peer. ``--allow``, connection caps, timeouts and back-pressure are :mod:`.listener`'s.
 """
 
 from __future__ import annotations
@@ -41,9 +45,9 @@ from diameter.message.avp import Avp
 
 from ..wire import base, sip_app
 from ..wire.base import Capabilities, Identity, RequestError
-from ..wire.framing import Framer, FramingError
-from .app import ServerStats, address_allowed
 from .auth import SipAuthority
+from .limits import Limits
+from .listener import Connection, Guard, ServerStats
 
 log = logging.getLogger("kamailio_auth_diameter.server")
 _APP_SIP = sip_app.APP_SIP.to_bytes(4, "big")
@@ -61,6 +65,31 @@ def parse_peers(text: str) -> frozenset[str] | None:
     if not hosts:
         raise ValueError(f"--peers {text!r} names no host")
     return hosts
+
+
+def certificate_names(peercert: dict) -> tuple[str, ...]:
+    """The names a verified client certificate (in ``SSLSocket.getpeercert()`` form)
+    vouches for: its DNS subjectAltNames, or its CN when it has none (RFC 6125 §6.4.4)."""
+    dns = tuple(value for kind, value in peercert.get("subjectAltName", ()) if kind == "DNS")
+    if dns:
+        return dns
+    return tuple(value for rdn in peercert.get("subject", ()) for key, value in rdn if key == "commonName")
+
+
+def name_matches(host: str, name: str) -> bool:
+    """Whether the DiameterIdentity ``host`` is the certificate name ``name``, case-insensitively.
+
+    A leftmost label of just ``*`` matches exactly one label, and nothing else is a
+    wildcard: ``*.sip1.example.com`` names each Kamailio worker ``w<rank>.sip1.example.com``
+    of a proxy whose origin_host is ``sip1.example.com``, but neither that host itself nor
+    ``a.b.sip1.example.com``."""
+    host, name = host.lower().rstrip("."), name.lower().rstrip(".")
+    if "*" in host or not host:
+        return False
+    if name.startswith("*.") and len(name) > 2:
+        label, _, rest = host.partition(".")
+        return bool(label) and rest == name[2:]
+    return host == name
 
 
 class TlsSetupError(Exception):
@@ -152,11 +181,20 @@ class DiameterResponder:
 class PeerSession:
     """One connection's peer state machine, responder side; no I/O."""
 
-    def __init__(self, responder: DiameterResponder, local_address: str, remote: str = "?") -> None:
+    def __init__(
+        self,
+        responder: DiameterResponder,
+        local_address: str,
+        remote: str = "?",
+        certificate_names: tuple[str, ...] | None = None,
+    ) -> None:
         self._r = responder
         self._caps = responder.capabilities(local_address)
         self._hop_by_hop = base.HopByHop()
         self.remote = remote
+        # the names of the peer's verified TLS certificate, which its Origin-Host must be one of;
+        # None: no certificate (clear TCP, or TLS without --tls-ca)
+        self.certificate_names = certificate_names
         self.state = PeerState.WAIT_CER
         self.peer_host: str | None = None
         self.last_received = responder.clock()
@@ -269,6 +307,12 @@ class PeerSession:
         host = peer.identity.origin_host
         if self._r.peers is not None and host.lower() not in self._r.peers:
             return refuse(base.RESULT_UNKNOWN_PEER, f"Origin-Host {host!r} is not in --peers")
+        names = self.certificate_names
+        if names is not None and not any(name_matches(host, name) for name in names):
+            return refuse(
+                base.RESULT_UNKNOWN_PEER,
+                f"Origin-Host {host!r} is not a name of its TLS certificate ({', '.join(names) or 'it has none'})",
+            )
         if not {sip_app.APP_SIP, base.APP_RELAY} & peer.applications:
             return refuse(base.RESULT_NO_COMMON_APPLICATION, f"no common application in {sorted(peer.applications)}")
         if peer.inband_security_ids and 0 not in peer.inband_security_ids:
@@ -309,103 +353,89 @@ class PeerSession:
         return Reply(data)
 
 
-class DiameterProtocol(asyncio.Protocol):
+class DiameterProtocol(Connection):
     """The asyncio shell around one PeerSession."""
 
-    def __init__(self, responder: DiameterResponder, allow: list, sessions: set[DiameterProtocol]) -> None:
+    def __init__(
+        self, responder: DiameterResponder, guard: Guard, sessions: set[DiameterProtocol], kind: str = "Diameter"
+    ) -> None:
+        super().__init__(guard, responder.stats)
+        self.kind = kind
         self._responder = responder
-        self._allow = allow
         self._sessions = sessions
-        self._framer = Framer()
-        self._transport: asyncio.Transport | None = None
         self.session: PeerSession | None = None
-        self.closed = asyncio.get_running_loop().create_future()
+        self.gone = asyncio.get_running_loop().create_future()
         self._timer: asyncio.TimerHandle | None = None
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        peer = transport.get_extra_info("peername")
-        remote = f"{peer[0]}:{peer[1]}" if peer else "?"
-        if not address_allowed(peer[0] if peer else "", self._allow):
-            self._responder.stats.refused += 1
-            log.warning("refused Diameter connection from %s (not in --allow)", remote)
-            transport.abort()
-            return
-        self._transport = transport
-        local = transport.get_extra_info("sockname")
-        self.session = PeerSession(self._responder, local[0] if local else "127.0.0.1", remote)
+    def opened(self) -> None:
+        assert self.transport is not None
+        local = self.transport.get_extra_info("sockname")
+        peercert = self.transport.get_extra_info("peercert")
+        names = certificate_names(peercert) if peercert else None
+        self.session = PeerSession(self._responder, local[0] if local else "127.0.0.1", self.remote, names)
         self._sessions.add(self)
         self._watchdog()
 
     def _watchdog(self) -> None:
-        if self.session is None or self._transport is None:
+        if self.session is None or self.transport is None:
             return
         reply, again = self.session.watchdog()
         if reply.data:
-            self._transport.write(reply.data)
+            self.transport.write(reply.data)
         if reply.close:
-            self._transport.close()
+            self.transport.close()
         elif again is not None:
             self._timer = asyncio.get_running_loop().call_later(max(again, 0.01), self._watchdog)
 
-    def data_received(self, data: bytes) -> None:
-        if self.session is None or self._transport is None:
-            return
-        self._framer.feed(data)
-        out = []
-        close = False
-        try:
-            while not close and (raw := self._framer.next_message()) is not None:
-                reply = self.session.receive(raw)
-                out.append(reply.data)
-                close = reply.close
-        except FramingError as exc:
-            log.warning("closing Diameter connection from %s: %s", self.session.remote, exc)
-            close = True
-        self._transport.write(b"".join(out))
-        if close:
-            self._transport.close()
+    def message(self, raw: bytes) -> tuple[bytes, bool]:
+        assert self.session is not None
+        reply = self.session.receive(raw)
+        return reply.data, reply.close
 
     def send_disconnect(self) -> None:
         dpr = self.session.disconnect() if self.session is not None else None
-        if dpr is not None and self._transport is not None:
-            self._transport.write(dpr)
-        elif self._transport is not None:
-            self._transport.close()
+        if dpr is not None and self.transport is not None:
+            self.transport.write(dpr)
+        elif self.transport is not None:
+            self.transport.close()
 
     def abort(self) -> None:
-        if self._transport is not None:
-            self._transport.abort()
+        if self.transport is not None:
+            self.transport.abort()
 
-    def connection_lost(self, exc: Exception | None) -> None:
+    def closed(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
-        self._transport = None
         self._sessions.discard(self)
-        if not self.closed.done():
-            self.closed.set_result(None)
+        if not self.gone.done():
+            self.gone.set_result(None)
 
 
 async def serve_diameter(
     responder: DiameterResponder,
     sock: socket.socket,
-    allow: list,
     stop: asyncio.Event,
     tls: ssl.SSLContext | None = None,
+    guard: Guard | None = None,
 ) -> None:
-    """Serve until ``stop`` (over TLS with ``tls``); then DPR every open peer and give them DPR_GRACE to answer."""
-    loop = asyncio.get_running_loop()
+    """Serve until ``stop`` (over TLS with ``tls``); then DPR every open peer and give them
+    DPR_GRACE to answer. ``guard`` is the process's, shared with the other listeners
+    (default: one of its own with the default limits, allowing everyone)."""
+    guard = guard if guard is not None else Guard(Limits(), [])
     sessions: set[DiameterProtocol] = set()
-    listener = await loop.create_server(lambda: DiameterProtocol(responder, allow, sessions), sock=sock, ssl=tls)
+    kind = "Diameter over TLS" if tls is not None else "Diameter"
+    accepting = asyncio.create_task(
+        guard.serve(sock, lambda: DiameterProtocol(responder, guard, sessions, kind), responder.stats, tls)
+    )
     try:
         await stop.wait()
     finally:
-        listener.close()
+        accepting.cancel()
+        sock.close()
         open_now = list(sessions)
         for proto in open_now:
             proto.send_disconnect()
         if open_now:
-            await asyncio.wait([p.closed for p in open_now], timeout=DPR_GRACE)
+            await asyncio.wait([p.gone for p in open_now], timeout=DPR_GRACE)
         for proto in list(sessions):
             proto.abort()
-        await listener.wait_closed()

@@ -79,14 +79,15 @@ def test_cli_manages_users_and_groups_with_sqlite_messages(
         assert r.returncode == 0, r.stderr
         return r.stdout
 
-    def refused(*args: str) -> str:
+    def refused(*args: str, stdin: str | None = None) -> str:
         """Refused on PostgreSQL with the very message SQLite gives."""
-        on_pg, on_sqlite = server_cli(postgres.url, *args), server_cli(tmp_path / "same.db", *args)
+        on_pg = server_cli(postgres.url, *args, stdin=stdin)
+        on_sqlite = server_cli(tmp_path / "same.db", *args, stdin=stdin)
         assert on_pg.returncode == on_sqlite.returncode == 1
         assert on_pg.stderr == on_sqlite.stderr
         return on_pg.stderr
 
-    ok("user", "add", "dave", REALM, "pw1")
+    ok("user", "add", "dave", REALM, stdin="pw1\n")
     ok("user", "add", "erin", REALM, "-", stdin="pw2\n")
     assert ok("user", "list") == f"dave\t{REALM}\nerin\t{REALM}\n"
     assert store.user_hashes("erin", REALM) == UserHashes(
@@ -94,7 +95,7 @@ def test_cli_manages_users_and_groups_with_sqlite_messages(
     )
     ok("user", "del", "dave", REALM)
     assert refused("user", "del", "dave", REALM) == f"error: no user 'dave' in realm '{REALM}'\n"
-    assert "must be the user part only" in refused("user", "add", "dave@example.com", REALM, "pw")
+    assert "must be the user part only" in refused("user", "add", "dave@example.com", REALM, stdin="pw\n")
     ok("group", "add", "erin", "voicemail")
     assert ok("group", "list") == "erin\tvoicemail\n"
     ok("group", "del", "erin", "voicemail")

@@ -25,7 +25,7 @@ from kamailio_auth_diameter.wire.base import Capabilities, Identity
 from kamailio_auth_diameter.wire.framing import HEADER_LEN
 from tests.harness import PYTHON, ROOT, ReferenceServer, free_port, wait_tcp
 from tests.real.conftest import credentials, make_server
-from tests.tlsca import Pki, make_pki
+from tests.tlsca import CLIENT_EXTENSIONS, Pki, _issue, make_pki
 
 CLIENT = Identity("kamailio.example.com", "example.com")
 SERVER = "aaa.example.com"
@@ -266,3 +266,73 @@ def test_tls_options_without_the_tls_listener_are_refused(tmp_path: Path) -> Non
         cwd=ROOT, capture_output=True, text=True, timeout=30, check=False,
     )  # fmt: skip
     assert (r.returncode, r.stderr) == (1, "error: --tls-ca without --diameter-tls-listen\n")
+
+
+def test_cer_origin_host_must_be_a_name_of_the_client_certificate(tls_server: TlsServer) -> None:
+    """The client certificate names kamailio.example.com and *.kamailio.example.com: a CER
+    claiming another Origin-Host gets 3010 with the reason, then the connection closes."""
+    caps = Capabilities(Identity("impostor.example.com", "example.com"), ("127.0.0.1",), (sip_app.APP_SIP,))
+    with _connect(tls_server.tls_port, _context(tls_server.pki, tls_server.pki)) as sock:
+        cea = base.decode(_exchange(sock, base.encode_cer(caps, 1, 1)))
+        assert base.unsigned(cea.avps, base.AVP_RESULT_CODE) == base.RESULT_UNKNOWN_PEER
+        assert base.text(cea.avps, base.AVP_ERROR_MESSAGE) == (
+            "Origin-Host 'impostor.example.com' is not a name of its TLS certificate "
+            "(kamailio.example.com, *.kamailio.example.com)"
+        )
+        assert _read(sock) is None
+    assert "refused CER from 127.0.0.1:" in tls_server.server.log_path.read_text()
+
+
+def _wildcard_client(tls_server: TlsServer, tmp_path: Path) -> ssl.SSLContext:
+    """A client certificate for every Kamailio worker of origin_host sip1.example.com."""
+    pki = tls_server.pki
+    extensions = CLIENT_EXTENSIONS + "subjectAltName=DNS:*.sip1.example.com\n"
+    cn = "not-used-when-there-are-sans.example.com"
+    cert, key = _issue(tmp_path, "workers", cn, extensions, pki.ca_cert, pki.ca_key)
+    ctx = ssl.create_default_context(cafile=str(pki.ca_cert))
+    ctx.load_cert_chain(cert, key)
+    return ctx
+
+
+@pytest.mark.parametrize(
+    ("origin_host", "code"),
+    [
+        ("w1.sip1.example.com", base.RESULT_SUCCESS),
+        ("W17.Sip1.Example.Com", base.RESULT_SUCCESS),
+        ("sip1.example.com", base.RESULT_UNKNOWN_PEER),
+        ("a.w1.sip1.example.com", base.RESULT_UNKNOWN_PEER),
+        ("not-used-when-there-are-sans.example.com", base.RESULT_UNKNOWN_PEER),
+    ],
+)
+def test_a_wildcard_certificate_names_each_worker(
+    tls_server: TlsServer, tmp_path: Path, origin_host: str, code: int
+) -> None:
+    caps = Capabilities(Identity(origin_host, "example.com"), ("127.0.0.1",), (sip_app.APP_SIP,))
+    with _connect(tls_server.tls_port, _wildcard_client(tls_server, tmp_path)) as sock:
+        cea = base.decode(_exchange(sock, base.encode_cer(caps, 1, 1)))
+        assert base.unsigned(cea.avps, base.AVP_RESULT_CODE) == code
+
+
+def test_a_tls_key_others_can_read_stops_the_start_and_its_group_gets_a_warning(tmp_path: Path) -> None:
+    pki = make_pki(tmp_path / "pki")
+    key = tmp_path / "server.key"
+    key.write_bytes(pki.server_key.read_bytes())
+    common = ("serve", "--db", str(tmp_path / "users.db"), "--legacy-listen", f"127.0.0.1:{free_port()}",
+              "--diameter-tls-listen", f"127.0.0.1:{free_port()}", "--tls-cert", str(pki.server_cert),
+              "--tls-key", str(key))  # fmt: skip
+    key.chmod(0o644)
+    r = subprocess.run([PYTHON, "-m", "kamailio_auth_diameter.server", *common],
+                       cwd=ROOT, capture_output=True, text=True, timeout=30, check=False)  # fmt: skip
+    assert r.returncode == 1
+    assert r.stderr.startswith(f"error: --tls-key {key} is accessible to every user of this machine (mode 0644)")
+    key.chmod(0o640)
+    s = make_server(tmp_path)
+    tls_port = free_port()
+    s.extra = ("--diameter-tls-listen", f"127.0.0.1:{tls_port}", "--tls-cert", str(pki.server_cert),
+               "--tls-key", str(key))  # fmt: skip
+    s.start()
+    try:
+        wait_tcp(tls_port)
+        assert f"WARNING --tls-key {key} is accessible to its group (mode 0640)" in s.log_path.read_text()
+    finally:
+        s.stop()

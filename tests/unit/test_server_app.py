@@ -1,4 +1,5 @@
-"""server/app: LegacyServer answers in DISC shape; LegacyProtocol over a real asyncio server on port 0."""
+"""server/app: LegacyServer answers in DISC shape; LegacyProtocol over a real asyncio server on port 0;
+``--allow`` (listener.address_allowed)."""
 
 from __future__ import annotations
 
@@ -11,11 +12,14 @@ import pytest
 
 from kamailio_auth_diameter import authorize
 from kamailio_auth_diameter.nonce import NonceFactory
-from kamailio_auth_diameter.server.app import LOOPBACK, Identity, LegacyServer, bind, serve
+from kamailio_auth_diameter.server.app import LegacyServer, serve
 from kamailio_auth_diameter.server.auth import LegacyAuthority
+from kamailio_auth_diameter.server.limits import Limits
+from kamailio_auth_diameter.server.listener import LOOPBACK, Guard, address_allowed, bind
 from kamailio_auth_diameter.server.store import SqliteStore
 from kamailio_auth_diameter.sip.uri import parse_uri
 from kamailio_auth_diameter.wire import legacy
+from kamailio_auth_diameter.wire.base import Identity
 
 
 @pytest.fixture
@@ -27,9 +31,9 @@ def store(tmp_path: Path) -> Iterator[SqliteStore]:
     s.close()
 
 
-def make_server(store: SqliteStore, allow: list | None = None) -> LegacyServer:
+def make_server(store: SqliteStore) -> LegacyServer:
     authority = LegacyAuthority(store, NonceFactory(store.nonce_secret()))
-    return LegacyServer(authority, Identity("aaa.test", "test"), allow if allow is not None else [])
+    return LegacyServer(authority, Identity("aaa.test", "test"))
 
 
 def group_request(msgid: int, user: bytes = b"alice") -> bytes:
@@ -112,31 +116,40 @@ def test_unanswerable_requests_raise(store: SqliteStore, raw: bytes) -> None:
         make_server(store).answer(raw)
 
 
-def test_allowed_loopback(store: SqliteStore) -> None:
-    server = make_server(store, list(LOOPBACK))
-    assert server.allowed("127.0.0.1")
-    assert server.allowed("127.9.9.9")
-    assert server.allowed("::1")
-    assert server.allowed("::ffff:127.0.0.1")
-    assert not server.allowed("10.0.0.1")
-    assert not server.allowed("::ffff:10.0.0.1")
-    assert not server.allowed("2001:db8::1")
-    assert not server.allowed("")
-    assert not server.allowed("not-an-ip")
+def test_allowed_loopback() -> None:
+    allow = list(LOOPBACK)
+    assert address_allowed("127.0.0.1", allow)
+    assert address_allowed("127.9.9.9", allow)
+    assert address_allowed("::1", allow)
+    assert address_allowed("::ffff:127.0.0.1", allow)
+    assert not address_allowed("10.0.0.1", allow)
+    assert not address_allowed("::ffff:10.0.0.1", allow)
+    assert not address_allowed("2001:db8::1", allow)
+    assert not address_allowed("", allow)
+    assert not address_allowed("not-an-ip", allow)
 
 
-def test_allowed_with_scope_and_networks(store: SqliteStore) -> None:
-    server = make_server(store, [ipaddress.ip_network("10.0.0.0/8"), ipaddress.ip_network("fe80::/10")])
-    assert server.allowed("10.1.2.3")
-    assert server.allowed("fe80::1%eth0")
-    assert not server.allowed("127.0.0.1")
-    assert not server.allowed("11.0.0.1")
+def test_allowed_with_scope_and_networks() -> None:
+    allow = [ipaddress.ip_network("10.0.0.0/8"), ipaddress.ip_network("fe80::/10")]
+    assert address_allowed("10.1.2.3", allow)
+    assert address_allowed("::ffff:10.1.2.3", allow)
+    assert address_allowed("fe80::1%eth0", allow)
+    assert not address_allowed("127.0.0.1", allow)
+    assert not address_allowed("11.0.0.1", allow)
 
 
-def test_empty_allow_list_allows_all(store: SqliteStore) -> None:
-    server = make_server(store, [])
-    assert server.allowed("203.0.113.7")
-    assert server.allowed("")
+def test_ipv4_mapped_clients_are_in_ipv6_networks_that_hold_them() -> None:
+    """A dual-stack listener sees IPv4 clients as ::ffff:a.b.c.d: ``--allow ::/0`` means them too."""
+    assert address_allowed("::ffff:10.1.2.3", [ipaddress.ip_network("::/0")])
+    assert address_allowed("::ffff:10.1.2.3", [ipaddress.ip_network("::ffff:0:0/96")])
+    assert not address_allowed("::ffff:10.1.2.3", [ipaddress.ip_network("2001:db8::/32")])
+    assert not address_allowed("10.1.2.3", [ipaddress.ip_network("::/0")])
+    assert address_allowed("2001:db8::1", [ipaddress.ip_network("::/0")])
+
+
+def test_empty_allow_list_allows_all() -> None:
+    assert address_allowed("203.0.113.7", [])
+    assert address_allowed("", [])
 
 
 # --- LegacyProtocol over a real asyncio server ------------------------------------------
@@ -147,11 +160,11 @@ async def read_frame(reader: asyncio.StreamReader) -> bytes:
     return head + await reader.readexactly(int.from_bytes(head[1:4], "big") - 4)
 
 
-async def with_server(server: LegacyServer, body: Callable[[int], Awaitable[None]]) -> None:
+async def with_server(server: LegacyServer, body: Callable[[int], Awaitable[None]], guard: Guard | None = None) -> None:
     sock = bind("127.0.0.1", 0, False)
     port = sock.getsockname()[1]
     stop = asyncio.Event()
-    task = asyncio.create_task(serve(server, sock, stop))
+    task = asyncio.create_task(serve(server, sock, stop, guard))
     try:
         await body(port)
     finally:
@@ -222,7 +235,7 @@ def test_request_split_into_bytes(store: SqliteStore) -> None:
 
 
 def test_refused_by_allow_list(store: SqliteStore) -> None:
-    server = make_server(store, [ipaddress.ip_network("192.0.2.0/24")])
+    server = make_server(store)
 
     async def body(port: int) -> None:
         r, w = await asyncio.open_connection("127.0.0.1", port)
@@ -237,4 +250,4 @@ def test_refused_by_allow_list(store: SqliteStore) -> None:
         assert server.stats.requests == 0
         w.close()
 
-    asyncio.run(with_server(server, body))
+    asyncio.run(with_server(server, body, Guard(Limits(), [ipaddress.ip_network("192.0.2.0/24")])))

@@ -14,17 +14,19 @@ from diameter.message import Message
 
 from kamailio_auth_diameter import digest
 from kamailio_auth_diameter.nonce import NonceFactory
-from kamailio_auth_diameter.server.app import bind
 from kamailio_auth_diameter.server.auth import SipAuthority
 from kamailio_auth_diameter.server.diameter import (
-    DiameterProtocol,
     DiameterResponder,
     PeerSession,
     PeerState,
     Reply,
+    certificate_names,
+    name_matches,
     parse_peers,
     serve_diameter,
 )
+from kamailio_auth_diameter.server.limits import Limits
+from kamailio_auth_diameter.server.listener import Guard, bind
 from kamailio_auth_diameter.server.store import SqliteStore
 from kamailio_auth_diameter.wire import base, sip_app
 from kamailio_auth_diameter.wire.base import Capabilities, Identity
@@ -441,7 +443,7 @@ def test_asyncio_server_split_frames_huge_frame_and_shutdown_dpr(responder: Diam
         sock = bind("127.0.0.1", 0, reuse_port=False)
         port = sock.getsockname()[1]
         stop = asyncio.Event()
-        task = asyncio.create_task(serve_diameter(responder, sock, [], stop))
+        task = asyncio.create_task(serve_diameter(responder, sock, stop))
 
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         data = cer() + sip_app.encode_mar(mar(), 5, 6)
@@ -472,19 +474,19 @@ def test_asyncio_server_split_frames_huge_frame_and_shutdown_dpr(responder: Diam
 
 def test_asyncio_refuses_addresses_outside_allow(responder: DiameterResponder) -> None:
     async def scenario() -> None:
-        loop = asyncio.get_running_loop()
-        sessions: set[DiameterProtocol] = set()
-        server = await loop.create_server(
-            lambda: DiameterProtocol(responder, [ipaddress.ip_network("10.0.0.0/8")], sessions), "127.0.0.1", 0
-        )
-        port = server.sockets[0].getsockname()[1]
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        sock = bind("127.0.0.1", 0, reuse_port=False)
+        stop = asyncio.Event()
+        guard = Guard(Limits(), [ipaddress.ip_network("10.0.0.0/8")])
+        task = asyncio.create_task(serve_diameter(responder, sock, stop, guard=guard))
+        reader, writer = await asyncio.open_connection(*sock.getsockname())
         writer.write(cer())
         assert await asyncio.wait_for(reader.read(), 5) == b""
         writer.close()
-        server.close()
+        stop.set()
+        await asyncio.wait_for(task, 5)
         assert responder.stats.refused == 1
-        assert not sessions
+        assert responder.stats.connections == 0
+        assert not guard.table
 
     asyncio.run(scenario())
 
@@ -526,3 +528,63 @@ def test_watchdog_off(authority: SipAuthority) -> None:
     s = PeerSession(DiameterResponder(authority, ME, None, 42), "127.0.0.1")
     s.receive(cer())
     assert s.watchdog() == (Reply(), None)
+
+
+# --- TLS: the CER's Origin-Host must be a name of the client's certificate ---------------------
+
+
+@pytest.mark.parametrize(
+    ("host", "name", "matches"),
+    [
+        ("kamailio.example.org", "kamailio.example.org", True),
+        ("Kamailio.Example.ORG", "kamailio.example.org.", True),
+        ("w1.sip1.example.com", "*.sip1.example.com", True),
+        ("W12.SIP1.example.com", "*.sip1.example.com", True),
+        ("sip1.example.com", "*.sip1.example.com", False),  # the wildcard is one label, not none
+        ("a.w1.sip1.example.com", "*.sip1.example.com", False),  # nor two
+        ("w1.sip2.example.com", "*.sip1.example.com", False),
+        ("w1.sip1.example.com", "w*.sip1.example.com", False),  # only a whole label of * is a wildcard
+        ("*.sip1.example.com", "*.sip1.example.com", False),
+        ("anything", "*.", False),
+        ("", "", False),
+    ],
+)
+def test_name_matches(host: str, name: str, matches: bool) -> None:
+    assert name_matches(host, name) is matches
+
+
+def test_certificate_names_are_the_dns_sans_else_the_cn() -> None:
+    subject = ((("countryName", "SE"),), (("commonName", "cn.example.org"),))
+    assert certificate_names({"subject": subject}) == ("cn.example.org",)
+    sans = (("IP Address", "127.0.0.1"), ("DNS", "*.sip1.example.com"), ("DNS", "sip1.example.com"))
+    assert certificate_names({"subject": subject, "subjectAltName": sans}) == ("*.sip1.example.com", "sip1.example.com")
+    assert certificate_names({"subject": subject, "subjectAltName": (("IP Address", "127.0.0.1"),)}) == (
+        "cn.example.org",
+    )
+    assert certificate_names({}) == ()
+
+
+@pytest.mark.parametrize(
+    ("names", "host", "accepted"),
+    [
+        (None, "kamailio.example.org", True),  # no certificate: clear TCP, or TLS without --tls-ca
+        (("kamailio.example.org",), "kamailio.example.org", True),
+        (("*.kamailio.example.org",), "w3.kamailio.example.org", True),
+        (("*.kamailio.example.org",), "kamailio.example.org", False),
+        (("other.example.org",), "kamailio.example.org", False),
+        ((), "kamailio.example.org", False),
+    ],
+)
+def test_cer_origin_host_bound_to_the_certificate(
+    authority: SipAuthority, names: tuple[str, ...] | None, host: str, accepted: bool
+) -> None:
+    responder = DiameterResponder(authority, ME, None, 42)  # --peers any
+    s = PeerSession(responder, "127.0.0.1", "127.0.0.1:5000", certificate_names=names)
+    reply = s.receive(cer(host))
+    cea = answer(reply.data)
+    if accepted:
+        assert (result(reply.data), reply.close, s.state) == (2001, False, PeerState.OPEN)
+        return
+    assert (result(reply.data), reply.close, s.state) == (base.RESULT_UNKNOWN_PEER, True, PeerState.WAIT_CER)
+    message = base.text(cea.avps, base.AVP_ERROR_MESSAGE)
+    assert message is not None and f"Origin-Host {host!r} is not a name of its TLS certificate" in message

@@ -47,7 +47,7 @@ def auth_request(nonce: str | None) -> bytes:
 
 def test_legacy_store_failure_is_5012_and_the_server_goes_on(caplog: pytest.LogCaptureFixture) -> None:
     nonces = NonceFactory(SECRET)
-    server = LegacyServer(LegacyAuthority(DownStore(), nonces), Identity("aaa.test", "test"), [])
+    server = LegacyServer(LegacyAuthority(DownStore(), nonces), Identity("aaa.test", "test"))
     with caplog.at_level("ERROR"):
         answer = legacy.decode_answer(server.answer(auth_request(nonces.make("example.com"))))
     assert (answer.result_code, answer.challenge) == (5012, None)

@@ -1,0 +1,316 @@
+"""The asyncio shell both listeners share: accepting, ``--allow``, framing, back-pressure, limits.
+
+:class:`Guard` is one per server process. Its accept loop checks ``--allow`` on the
+address the kernel hands over, before a byte is read or a TLS handshake begun, and
+enters each connection in the process's :class:`~.limits.ConnectionTable`, closing
+whatever the table names: the least recently active connection when a cap is
+reached, and (from a timer) connections past a timeout. Running out of file
+descriptors at accept time closes the least recently active connection too, then
+waits a moment, so it neither spins nor starves the workers.
+
+:class:`Connection` is the per-connection shell a listener's protocol builds on: it
+frames the stream and hands each whole message to the subclass. Writing has a
+high-water mark: above it (a client that does not read its answers) the connection
+stops reading *and* stops answering the messages it already holds until the client
+has read down to the low-water mark, so what a connection can make the server hold
+is bounded by the high-water mark plus one read (and the kernel's, by the socket
+buffer sizes :func:`bind` sets).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import ipaddress
+import logging
+import resource
+import socket
+import ssl
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from ..wire.framing import Framer, FramingError
+from .limits import ConnectionTable, Limits, Reason
+
+log = logging.getLogger("kamailio_auth_diameter.server")
+
+LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
+HIGH_WATER = 64 * 1024  # bytes of answers a connection may have waiting to be sent
+LOW_WATER = 16 * 1024
+# Each connection's kernel buffers (Linux doubles the figure for its bookkeeping): room for
+# a whole message of the largest size each way, but not the megabytes autotuning would
+# grant a client that sends without reading.
+SOCKET_BUFFER = 64 * 1024
+FD_BACKOFF = 0.1  # seconds the accept loop waits after running out of file descriptors
+_OUT_OF_RESOURCES = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+_LISTENER_GONE = frozenset({errno.EBADF, errno.EINVAL, errno.ENOTSOCK})
+
+
+def address_allowed(address: str, allow: list) -> bool:
+    """Whether a client address is in ``--allow`` (an empty list allows everyone).
+
+    An IPv4-mapped IPv6 address (an IPv4 client of a dual-stack listener) is in an
+    IPv6 network that contains it (``::/0``, ``::ffff:0:0/96``) and in an IPv4 network
+    that contains its IPv4 address."""
+    if not allow:
+        return True
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return False
+    candidates = [ip]
+    if ip.version == 6 and ip.ipv4_mapped is not None:
+        candidates.append(ip.ipv4_mapped)
+    return any(c in net for net in allow for c in candidates if c.version == net.version)
+
+
+@dataclass
+class ServerStats:
+    connections: int = 0
+    refused: int = 0  # not in --allow
+    evicted: int = 0  # closed to make room: a connection cap, or out of file descriptors
+    timed_out: int = 0  # idle, a message or TLS handshake not completed, answers not read
+    requests: int = 0
+    by_result: dict[int, int] = field(default_factory=dict)
+
+
+class BindError(OSError):
+    """A listening address cannot be had; the message names the option and the address."""
+
+
+def bind(host: str, port: int, reuse_port: bool, option: str = "listen") -> socket.socket:
+    """A listening socket; with reuse_port, each server process has its own and the
+    kernel spreads connections (Kamailio workers) across them."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SOCKET_BUFFER)  # accepted sockets inherit them
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SOCKET_BUFFER)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((host, port))
+        sock.listen(1024)
+    except OSError as exc:
+        sock.close()
+        where = f"[{host}]:{port}" if family == socket.AF_INET6 else f"{host}:{port}"
+        raise BindError(exc.errno, f"{option} {where}: {exc.strerror}") from None
+    sock.setblocking(False)
+    return sock
+
+
+def raise_fd_limit() -> int:
+    """Raise the soft RLIMIT_NOFILE to the hard one (systemd's default soft limit is
+    1024, its hard one far higher); the soft limit now in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY:
+        try:
+            with open("/proc/sys/fs/nr_open") as f:
+                hard = int(f.read())
+        except (OSError, ValueError):
+            return soft
+    if soft == resource.RLIM_INFINITY or soft >= hard:
+        return soft
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    except (OSError, ValueError):
+        return soft
+    return hard
+
+
+class Connection(asyncio.Protocol):
+    """One accepted connection: framing, back-pressure and its row in the guard's table.
+
+    A subclass answers each whole message in :meth:`message`, and may act when the
+    connection is made (:meth:`opened`) and lost (:meth:`closed`).
+    """
+
+    kind = "client"  # for the log: "legacy", "Diameter"
+
+    def __init__(self, guard: Guard, stats: ServerStats) -> None:
+        self.guard = guard
+        self.stats = stats
+        self.remote = "?"
+        self.transport: asyncio.Transport | None = None
+        self.handshake: asyncio.Task | None = None  # TLS: connecting until its handshake is done
+        self._framer = Framer()
+        self._paused = False  # the client does not read: answers wait, and so do its messages
+
+    # --- what a subclass provides ---
+
+    def message(self, raw: bytes) -> tuple[bytes, bool]:
+        """The bytes to send for one whole message, and whether to close afterwards."""
+        raise NotImplementedError
+
+    def opened(self) -> None:
+        """The connection is usable (after the TLS handshake, if any)."""
+
+    def closed(self) -> None:
+        """The connection is gone, whoever closed it."""
+
+    # --- asyncio ---
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        transport.set_write_buffer_limits(HIGH_WATER, LOW_WATER)
+        self.guard.made(self)
+        self.opened()
+
+    def data_received(self, data: bytes) -> None:
+        self._framer.feed(data)
+        if not self._paused:
+            self._work()
+
+    def pause_writing(self) -> None:
+        self._paused = True
+        self.guard.table.stalled(self, True)
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        self._paused = False
+        self.guard.table.stalled(self, False)
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.resume_reading()
+            self._work()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        log.debug("%s connection from %s closed", self.kind, self.remote)
+        self.transport = None
+        self.guard.table.remove(self)
+        self.closed()
+
+    # --- the work ---
+
+    def _work(self) -> None:
+        """Answer the whole messages held, until there are none or writing is paused."""
+        transport = self.transport
+        out: list[bytes] = []
+        size = 0
+        completed = False
+        close = False
+        try:
+            while not self._paused and not close and (raw := self._framer.next_message()) is not None:
+                completed = True
+                data, close = self.message(raw)
+                out.append(data)
+                size += len(data)
+                if size >= HIGH_WATER and transport is not None:
+                    transport.write(b"".join(out))  # may pause writing, which ends the loop
+                    out, size = [], 0
+        except FramingError as exc:
+            log.warning("closing %s connection from %s: %s", self.kind, self.remote, exc)
+            close = True
+        if transport is None or transport.is_closing():
+            return
+        if out:
+            transport.write(b"".join(out))
+        if close:
+            transport.close()
+            self.guard.table.remove(self)
+        else:
+            # while paused the bytes held wait for the client to read, not to finish a message
+            self.guard.table.received(self, completed, self._framer.pending > 0 and not self._paused)
+
+    def shut(self, reason: Reason) -> None:
+        """Close for the table's ``reason``: at once, whatever is waiting to be sent."""
+        if reason.evicted:
+            self.stats.evicted += 1
+        else:
+            self.stats.timed_out += 1
+        log.warning("closing %s connection from %s: %s", self.kind, self.remote, reason.describe(self.guard.limits))
+        if self.handshake is not None and not self.handshake.done():
+            self.handshake.cancel()
+        elif self.transport is not None:
+            self.transport.abort()
+
+
+class Guard:
+    """One server process's connections on all its listeners: ``--allow``, caps, timeouts."""
+
+    def __init__(self, limits: Limits, allow: list, clock: Callable[[], float] = time.monotonic) -> None:
+        self.limits = limits
+        self.allow = allow
+        self.table: ConnectionTable[Connection] = ConnectionTable(limits, clock)
+        self._sweeper: asyncio.TimerHandle | None = None
+        # how often timeouts are looked for: a timeout fires at most this late
+        self._tick = min(1.0, limits.message_timeout / 4)
+
+    async def serve(
+        self,
+        sock: socket.socket,
+        factory: Callable[[], Connection],
+        stats: ServerStats,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
+        """Accept on ``sock`` until cancelled; each connection gets ``factory()`` as its protocol."""
+        loop = asyncio.get_running_loop()
+        if self._sweeper is None:
+            self._sweeper = loop.call_later(self._tick, self._sweep)
+        while True:
+            try:
+                conn, peer = await loop.sock_accept(sock)
+            except OSError as exc:
+                if exc.errno in _LISTENER_GONE:
+                    raise
+                if exc.errno in _OUT_OF_RESOURCES:
+                    self._out_of_fds(exc)
+                    await asyncio.sleep(FD_BACKOFF)
+                continue
+            self._accepted(conn, peer, factory, stats, tls)
+
+    def _accepted(
+        self,
+        conn: socket.socket,
+        peer: tuple,
+        factory: Callable[[], Connection],
+        stats: ServerStats,
+        tls: ssl.SSLContext | None,
+    ) -> None:
+        address = peer[0] if peer else ""
+        protocol = factory()
+        protocol.remote = f"[{address}]:{peer[1]}" if ":" in address else f"{address}:{peer[1]}"
+        if not address_allowed(address, self.allow):
+            stats.refused += 1
+            log.warning("refused %s connection from %s (not in --allow)", protocol.kind, protocol.remote)
+            conn.close()
+            return
+        victim = self.table.admit(protocol, address, handshake=tls is not None)
+        if victim is not None:
+            victim[0].shut(victim[1])
+        log.debug("%s connection from %s", protocol.kind, protocol.remote)
+        connect = asyncio.get_running_loop().connect_accepted_socket(lambda: protocol, conn, ssl=tls)
+        protocol.handshake = asyncio.create_task(self._connect(protocol, connect))
+
+    async def _connect(self, protocol: Connection, connect: Awaitable[object]) -> None:
+        """Wait for the transport (for TLS: the handshake); a failed handshake is logged here."""
+        try:
+            await connect
+        except asyncio.CancelledError:
+            self.table.remove(protocol)  # shut(), or the server stopping
+        except OSError as exc:  # ssl.SSLError is one
+            self.table.remove(protocol)
+            log.warning("TLS handshake with %s failed: %s", protocol.remote, getattr(exc, "reason", None) or exc)
+
+    def made(self, protocol: Connection) -> None:
+        protocol.handshake = None
+        self.table.handshake_done(protocol)
+
+    def _out_of_fds(self, exc: OSError) -> None:
+        log.warning("cannot accept a connection: %s", exc.strerror)
+        victim = self.table.make_room()
+        if victim is not None:
+            victim.shut(Reason.OUT_OF_FDS)
+
+    def _sweep(self) -> None:
+        for conn, reason in self.table.expired():
+            conn.shut(reason)
+        self._sweeper = asyncio.get_running_loop().call_later(self._tick, self._sweep)
+
+    def stop(self) -> None:
+        """No more timeouts (the server is stopping)."""
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
