@@ -39,7 +39,8 @@ class Routing:
             return 1
         if self.auth.diameter_proxy_authorize(msg, KSR.pv.get("$fd")) <= 0:
             return 1
-        if KSR.pv.get("$rU") == "voicemail" and self.auth.diameter_is_user_in(msg, "From,voicemail") < 0:
+        # the credentials just authorized, not From, which is only what the caller wrote
+        if KSR.pv.get("$rU") == "voicemail" and self.auth.diameter_is_user_in(msg, "Credentials,voicemail") < 0:
             KSR.sl.send_reply(403, "Not in group voicemail")
             return 1
         KSR.sl.send_reply(200, "OK")

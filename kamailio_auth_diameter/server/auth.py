@@ -111,10 +111,12 @@ class DigestChecker:
         store: Store,
         nonces: NonceFactory,
         throttle: ThrottlePolicy | None = None,
+        check_uri: bool = True,
     ) -> None:
         self._store = store
         self._nonces = nonces
         self._throttle = throttle or ThrottlePolicy()
+        self._check_uri = check_uri  # False only behind a front end that rewrites Request-URIs
         self._clock = nonces.clock
         self._next_purge = 0.0
 
@@ -129,7 +131,7 @@ class DigestChecker:
         state = self._nonces.check(nonce, realm)
         if state is NonceState.INVALID:
             return DigestVerdict(DigestCheck.UNUSABLE, "nonce not ours")
-        unusable = _unusable(params, target)
+        unusable = _unusable(params, target if self._check_uri else None)
         if unusable:
             return DigestVerdict(DigestCheck.UNUSABLE, unusable)
         cred_realm = params.get("realm", "").lower()

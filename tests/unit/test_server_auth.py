@@ -14,7 +14,7 @@ from conftest import Clock
 
 from kamailio_auth_diameter import digest
 from kamailio_auth_diameter.nonce import NonceFactory
-from kamailio_auth_diameter.server.auth import LegacyAuthority, SipAuthority, Verdict
+from kamailio_auth_diameter.server.auth import DigestChecker, LegacyAuthority, SipAuthority, Verdict
 from kamailio_auth_diameter.server.store import SqliteStore
 from kamailio_auth_diameter.sip.credentials import parse_credentials
 from kamailio_auth_diameter.sip.uri import parse_uri
@@ -522,3 +522,12 @@ def test_mar_unknown_user_hidden_is_4001(store: SqliteStore, nonces: NonceFactor
     assert (answer.result_code, answer.error_message) == (4001, "authentication rejected")
     wrong = dataclasses.replace(mar_credentials(nonce), response="0" * 32)
     assert hidden.multimedia_auth(mar(wrong)).error_message == "authentication rejected"
+
+
+def test_uri_check_can_be_turned_off(store: SqliteStore, nonces: NonceFactory) -> None:
+    """For a front end that rewrites Request-URIs (at the cost of the replay protection above)."""
+    authority = LegacyAuthority(store, nonces, checker=DigestChecker(store, nonces, check_uri=False))
+    ruri = "sip:bob@example.com"
+    nonce = challenge_nonce(decide(authority, request(method="INVITE", ruri=ruri)))
+    body = credentials(nonce, method="INVITE", uri="sip:127.0.0.1:5060")
+    assert decide(authority, request(body, method="INVITE", ruri=ruri)).result_code == 2001
