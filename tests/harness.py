@@ -439,6 +439,11 @@ def sipp(
         cmd += ["-ap", password]
     if service is not None:
         cmd += ["-s", service]
+    # sipp computes digests over sip:remote_ip:remote_port unless told otherwise; a server
+    # checks the digest uri against the Request-URI, which the scenarios write like this
+    # (sipp adds the "sip:")
+    is_invite = scenario.startswith("invite")
+    cmd += ["-auth_uri", f"{service}@{domain}" if is_invite and service else domain]
     cmd += list(extra)
     start = time.monotonic()
     r = subprocess.run(cmd, cwd=run_dir, capture_output=True, text=True, timeout=timeout + 30)
