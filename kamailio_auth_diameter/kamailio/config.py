@@ -15,7 +15,7 @@ from typing import Any
 
 from .. import settings
 from ..settings import Settings, SettingsError
-from ..transport.tls import client_context
+from ..transport.tls import client_context, key_file_warning
 from .cfgfile import UNRESOLVED, Declared
 
 REFRESH_INTERVAL = 0.1
@@ -28,7 +28,14 @@ class CfgSettings:
     run-time change is logged once and the previous settings stay in force.
     """
 
-    def __init__(self, ksr: Any, declared: tuple[str, ...], clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        ksr: Any,
+        declared: tuple[str, ...],
+        clock: Callable[[], float] = time.monotonic,
+        startup: Settings | None = None,
+    ) -> None:
+        self.startup = startup  # what the cfg file's literal values say, checked before Kamailio forks
         self._ksr = ksr
         self._clock = clock
         self._next_read = 0.0
@@ -43,8 +50,11 @@ class CfgSettings:
         literal = {name: value for name, value in declared.values.items() if value is not UNRESOLVED}
         parsed = settings.parse(literal)  # unknown names and bad literal values raise here
         if parsed.protocol == "rfc4740" and parsed.use_tls:
-            client_context(parsed)  # so does a TLS file that cannot be used
-        return cls(ksr, tuple(declared.values))
+            client_context(parsed)  # so does a TLS file that cannot be used, or a key anyone may read
+            warning = key_file_warning(parsed)
+            if warning:
+                ksr.warn(f"auth_diameter: {warning}\n")
+        return cls(ksr, tuple(declared.values), startup=parsed)
 
     def refresh(self) -> Settings | None:
         """The settings in force for this request; None while no valid set was ever read."""

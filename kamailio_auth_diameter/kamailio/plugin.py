@@ -20,6 +20,7 @@ from ..outcome import Outcome
 from ..settings import Settings, SettingsError
 from ..sip.credentials import Credentials
 from ..transport.client import DiameterClient, LocalPeer, resolve_identity
+from ..transport.resolve import local_fqdn
 from ..transport.stream import RequestTooLarge, StreamTransport, TransportError
 from ..wire import base, legacy, sip_app
 from . import cfgfile
@@ -27,14 +28,16 @@ from .config import CfgSettings
 from .request import read_auth_request
 
 _LOG_REPEAT_S = 5.0
+FQDN_WAIT = 2.0  # s: how long start-up may wait for DNS to name this host (the default Origin-Host)
 A = TypeVar("A")
 _PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 class AuthDiameter:
-    def __init__(self, ksr: Any, cfg: CfgSettings, clock=time.monotonic) -> None:
+    def __init__(self, ksr: Any, cfg: CfgSettings, clock=time.monotonic, host_name: str | None = None) -> None:
         self._ksr = ksr
         self._cfg = cfg
+        self._host_name = host_name  # this machine's FQDN, found at start-up: no DNS in a request
         self._clock = clock
         self._transport = StreamTransport(clock=clock)
         self._configured: Settings | None = None  # the settings the transport was last given
@@ -262,7 +265,7 @@ class AuthDiameter:
         """This worker's client, rebuilt when its identity settings change."""
         if settings is self._client_settings and self._client is not None:
             return self._client
-        identity = resolve_identity(settings, self._rank)
+        identity = resolve_identity(settings, self._rank, self._host_name)
         try:
             if self._client is None or identity != self._client_identity:
                 if self._client is not None:
@@ -364,7 +367,10 @@ def create(ksr: Any) -> AuthDiameter:
         f"auth_diameter: plugin {__version__} from {_PACKAGE_DIR} ready; "
         f"settings declared in {', '.join(declared.files)}: {names}\n"
     )
-    return AuthDiameter(ksr, cfg)
+    s = cfg.startup
+    # the FQDN takes DNS: ask once now, not in a request, and only if it names us
+    needs_name = s is not None and s.protocol == "rfc4740" and not s.origin_host
+    return AuthDiameter(ksr, cfg, host_name=local_fqdn(FQDN_WAIT) if needs_name else None)
 
 
 def _read_text(path: str) -> str:

@@ -85,6 +85,7 @@ class FakeKSR:
         self.reply_headers: list[str] = []
         self.errors: list[str] = []
         self.infos: list[str] = []
+        self.warnings: list[str] = []
         self.raise_in: set[str] | None = None
         self.pv = _PV(self)
         self.hdr = _Hdr(self)
@@ -99,6 +100,11 @@ class FakeKSR:
         if self.raise_in is not None and "log" in self.raise_in:
             raise RuntimeError("info exploded")
         self.infos.append(text)
+
+    def warn(self, text: str) -> None:
+        if self.raise_in is not None and "log" in self.raise_in:
+            raise RuntimeError("warn exploded")
+        self.warnings.append(text)
 
     def request(
         self,

@@ -16,6 +16,7 @@ from kamailio_auth_diameter.settings import SettingsError
 from kamailio_auth_diameter.wire import base, sip_app
 from kamailio_auth_diameter.wire.base import Identity
 from tests.fake_peer import SILENT, FakePeer
+from tests.tlsca import make_pki
 
 SERVER = Identity("aaa.example.com", "example.com")
 CRED = 'Digest username="alice", realm="example.com", nonce="n1", uri="sip:example.com", response="r"'
@@ -163,3 +164,48 @@ def test_peer_text_in_the_log_is_escaped(make, peer: FakePeer, monkeypatch: pyte
     line = next(e for e in ksr.errors if "3010" in e)
     assert "no\\x0aJan 1 kamailio: auth ok for admin\\x1b[2J" in line
     assert line.count("\n") == 1 and "\x1b" not in line
+
+
+@pytest.mark.parametrize(("mode", "refused"), [(0o644, True), (0o640, False), (0o600, False)])
+def test_a_key_file_anyone_may_read_stops_start_up(
+    peer: FakePeer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: int, refused: bool
+) -> None:
+    """Our TLS key is a secret: readable by every user of the machine it stops Kamailio
+    naming the setting; readable by its group it is used with a warning."""
+    pki = make_pki(tmp_path / "pki")
+    pki.client_key.chmod(mode)
+    values = {
+        "protocol": "rfc4740",
+        "peers": f"127.0.0.1:{peer.port}",
+        "use_tls": 1,
+        "tls_ca_file": str(pki.ca_cert),
+        "tls_cert_file": str(pki.client_cert),
+        "tls_key_file": str(pki.client_key),
+    }
+    ksr = FakeKSR()
+    if refused:
+        with pytest.raises(SettingsError, match=r"auth_diameter\.tls_key_file .* chmod 600"):
+            build(ksr, values, tmp_path, monkeypatch)
+        return
+    build(ksr, values, tmp_path, monkeypatch)
+    assert bool(ksr.warnings) is (mode == 0o640)
+    assert all("tls_key_file" in w and "its group" in w for w in ksr.warnings)
+
+
+@pytest.mark.parametrize(
+    ("values", "asked"),
+    [
+        ({"protocol": "rfc4740"}, True),
+        ({"protocol": "rfc4740", "origin_host": "sip1.example.com"}, False),
+        ({"protocol": "legacy"}, False),
+    ],
+)
+def test_the_host_name_is_found_at_start_up_only_when_it_names_us(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, values: dict[str, object], asked: bool
+) -> None:
+    """getfqdn asks DNS without a bound: done once before Kamailio forks, bounded, and not
+    at all when nothing needs it, never inside a request."""
+    calls: list[float] = []
+    monkeypatch.setattr(plugin, "local_fqdn", lambda timeout: calls.append(timeout) or "h.example.com")
+    build(FakeKSR(), values, tmp_path, monkeypatch)
+    assert calls == ([plugin.FQDN_WAIT] if asked else [])
