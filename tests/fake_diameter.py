@@ -103,6 +103,8 @@ class FakeDiameter:
             return False
         elif mode == "silent":
             pass
+        elif mode == "silent-once":  # this request gets no answer, the following ones a challenge
+            self.mode = "challenge"
         else:
             raise AssertionError(f"unknown mode {mode}")
         return True

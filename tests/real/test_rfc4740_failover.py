@@ -1,4 +1,5 @@
-"""RFC 4740 mode with two servers: load sharing, a server killed under load, a server restarted.
+"""RFC 4740 mode with two servers: load sharing, a server killed under load, a server restarted;
+and one peer that was late once.
 
 Both reference servers share one user database (and so one nonce secret): a
 challenge made by one is checked by the other, as with a shared PostgreSQL.
@@ -13,9 +14,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from diameter.message import Message
 
-from tests.harness import Kamailio, ReferenceServer, example_kamailio, free_port
+from tests.fake_peer import SILENT, FakePeer, answer_mar
+from tests.harness import Kamailio, ReferenceServer, SipClient, example_kamailio, free_port
 from tests.real.conftest import GROUPS, USERS, mar_count, run
+from tests.real.test_faults import set_cfg
 from tests.real.test_rfc4740 import rfc4740_defines
 
 pytestmark = pytest.mark.kamailio
@@ -81,3 +85,33 @@ def test_a_restarted_server_takes_its_share_again(kamailio, pair, tmp_path):
     run(kamailio, tmp_path / "s2", "register_auth", auth_user="alice", password="secret", calls=100, rate=200)
     assert mar_count(a) - before >= 60
     assert "Diameter exchange failed" not in kamailio.log()
+
+
+def test_one_late_answer_does_not_fail_the_requests_after_it(tmp_path):
+    """The worker's only peer stalls one MAA past answer_timeout: that request gets 500 at its
+    deadline, and the next ones are sent to it again (they got 500 at once, without being sent,
+    for reconnect_interval)."""
+    late = [False]  # armed after start-up: the readiness probe's OPTIONS asks too
+
+    def stall_once(msg: Message) -> bytes:
+        if late[0]:
+            late[0] = False
+            return SILENT
+        return answer_mar(msg, peer.identity, 2001)
+
+    peer = FakePeer(behaviour=stall_once)
+    k = example_kamailio(tmp_path / "kamailio", 3000, children=1, **rfc4740_defines(peer.port))
+    try:
+        k.start()
+        set_cfg(k, answer_timeout=500, reconnect_interval=3000)
+        late[0] = True
+        asked = len(peer.requests())
+        start = time.monotonic()
+        assert SipClient(k.sip_port).request("REGISTER", "sip:example.com").code == 500
+        assert 0.45 < time.monotonic() - start < 0.8
+        assert [SipClient(k.sip_port).request("REGISTER", "sip:example.com").code for _ in range(3)] == [200] * 3
+        assert len(peer.requests()) - asked == 4
+    finally:
+        k.stop()
+        peer.stop()
+    k.assert_no_crash()
