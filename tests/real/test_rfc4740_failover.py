@@ -87,6 +87,26 @@ def test_a_restarted_server_takes_its_share_again(kamailio, pair, tmp_path):
     assert "Diameter exchange failed" not in kamailio.log()
 
 
+def test_a_request_too_large_for_a_frame_is_400_and_blames_no_server(kamailio, pair, tmp_path):
+    """A 22 KB user name (in To and in the credentials) makes a MAR over the 64 KiB frame limit.
+    It was sent, each server closed the connection, both were backed off and every request on
+    that worker got 500; now it is never sent and nothing else changes."""
+    user = "u" * 22_000
+    credentials = (
+        f'Authorization: Digest username="{user}", realm="example.com", nonce="n", uri="sip:example.com", '
+        'response="00000000000000000000000000000000"'
+    )
+    before = [mar_count(s) for s in pair]
+    aor = f"sip:{user}@example.com"
+    reply = SipClient(kamailio.sip_port).request("REGISTER", "sip:example.com", to_uri=aor, headers=(credentials,))
+    assert reply.code == 400
+    time.sleep(0.1)
+    assert [mar_count(s) for s in pair] == before
+    run(kamailio, tmp_path, "register_auth", auth_user="alice", password="secret", calls=20, rate=200)
+    assert "Diameter exchange failed" not in kamailio.log()
+    assert "more than the 65536 a frame may" in kamailio.log()
+
+
 def test_one_late_answer_does_not_fail_the_requests_after_it(tmp_path):
     """The worker's only peer stalls one MAA past answer_timeout: that request gets 500 at its
     deadline, and the next ones are sent to it again (they got 500 at once, without being sent,
