@@ -103,9 +103,19 @@ class Ua:
         self.port = port
         self.source = source
 
-    def send(self, method: str, ruri: str, header: str | None = None, user: str = "alice", timeout: float = 5.0):
+    def send(
+        self,
+        method: str,
+        ruri: str,
+        header: str | None = None,
+        user: str = "alice",
+        timeout: float = 5.0,
+        from_user: str | None = None,
+    ) -> SipReply:
+        """``user`` is the identity: To for REGISTER (and From, unless ``from_user``), From otherwise."""
         name = "Authorization" if method == "REGISTER" else "Proxy-Authorization"
         to = f"sip:{user}@example.com" if method == "REGISTER" else ruri
+        user = from_user or user
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
             s.bind((self.source, 0))
             lport = s.getsockname()[1]
@@ -276,3 +286,36 @@ def test_a_flooding_source_is_banned(kamailio: Kamailio) -> None:
             flooder.send("OPTIONS", "sip:example.com", timeout=1.0)
     assert "banning 127.0.0.4: request flood" in kamailio.log()
     assert SipClient(kamailio.sip_port).options().code == 407  # Kamailio's own host is never banned
+
+
+# --- one large request ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["legacy", "rfc4740"])
+def test_one_huge_request_fails_alone(server: ReferenceServer, tmp_path: Path, mode: str) -> None:
+    """A 30,000-character user name (in To and in the credentials, as identity_check
+    wants) makes an MAR of ~90 KB, past the 64 KiB frame limit: that request gets 400,
+    and the same worker serves the next ones at once. Before, the server closed on the
+    oversized frame, the peer was marked failed, the re-send failed the second peer,
+    and every request of that worker got 500 for the back-off."""
+    defines = rfc4740_defines(server.diameter_port) if mode == "rfc4740" else {}
+    k = example_kamailio(tmp_path / "k", server.port, children=1, **defines)
+    k.start()
+    try:
+        user = "u" * 30_000
+        reply = Ua(k.sip_port).send(
+            "REGISTER",
+            "sip:example.com",
+            f'Digest username="{user}", realm="example.com", nonce="n", uri="sip:example.com", response="r"',
+            user=user,
+            from_user="alice",
+        )
+        assert reply.code == (400 if mode == "rfc4740" else 401), reply
+        r = sipp("register_auth", k.sip_port, run_dir=tmp_path / "after", auth_user="alice", password="secret",
+                 calls=5)  # fmt: skip
+        assert r.returncode == 0, r.output
+        if mode == "rfc4740":
+            assert "more than the 65536 a frame may" in k.log()
+    finally:
+        k.stop()
+        k.assert_no_crash()
