@@ -16,8 +16,8 @@ from kamailio_auth_diameter.transport.client import DiameterClient, LocalPeer, w
 from kamailio_auth_diameter.transport.stream import RequestTooLarge, TransportError
 from kamailio_auth_diameter.wire import base, sip_app
 from kamailio_auth_diameter.wire.base import Identity
+from tests.fake_network import BlackHoleSocket, names
 from tests.fake_peer import CLOSE, SILENT, FakePeer, answer_mar
-from tests.unit.test_stream import BlackHoleSocket, names
 
 ME = Identity("w1.kamailio.example.com", "example.com")
 T_FLAG = base.FLAG_RETRANSMIT

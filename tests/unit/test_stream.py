@@ -7,13 +7,13 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import ClassVar
 
 import pytest
 from fake_ksr import read_frame
 
 from kamailio_auth_diameter.transport.stream import RequestTooLarge, StreamTransport, TransportError
 from kamailio_auth_diameter.wire.framing import MAX_MESSAGE
+from tests.fake_network import BlackHoleSocket, names
 
 Handler = Callable[[socket.socket], None]
 
@@ -310,45 +310,6 @@ def test_stray_frame_between_requests_is_skipped(servers: list[TinyServer]) -> N
 
 
 # --- deadlines whatever the network does -------------------------------------------
-
-
-class BlackHoleSocket:
-    """Stands in for socket.socket: every connect waits out its timeout and fails, as a
-    SYN to an address that drops it would. ``waits`` records each connect's timeout."""
-
-    waits: ClassVar[list[float | None]] = []
-
-    def __init__(self, *args: object, **kwargs: object) -> None:
-        self._timeout: float | None = None
-
-    def settimeout(self, timeout: float | None) -> None:
-        self._timeout = timeout
-
-    def connect(self, address: object) -> None:
-        BlackHoleSocket.waits.append(self._timeout)
-        time.sleep(self._timeout or 0)
-        raise TimeoutError("timed out")
-
-    def close(self) -> None:
-        pass
-
-
-def names(monkeypatch: pytest.MonkeyPatch, table: dict[str, list[str]], slow: dict[str, float] | None = None) -> None:
-    """socket.getaddrinfo answering ``table`` from memory, and taking ``slow[name]`` seconds
-    before failing for a name whose resolver does not answer; numeric hosts as usual."""
-    real = socket.getaddrinfo
-
-    def fake(host, port, family=0, type=0, proto=0, flags=0):
-        if flags & socket.AI_NUMERICHOST:  # no I/O for the real one either
-            return real(host, port, family, type, proto, flags)
-        if slow and host in slow:
-            time.sleep(slow[host])
-            raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
-        if host in table:
-            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (a, port)) for a in table[host]]
-        return real(host, port, family, type, proto, flags)
-
-    monkeypatch.setattr(socket, "getaddrinfo", fake)
 
 
 def test_two_black_hole_addresses_share_the_deadline(monkeypatch: pytest.MonkeyPatch) -> None:
