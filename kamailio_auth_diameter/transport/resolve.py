@@ -39,7 +39,11 @@ class _Background(Generic[T]):
         self.done = threading.Event()
         self.result: T | None = None
         self.error: OSError | None = None
-        threading.Thread(target=self._run, args=(work,), name=name, daemon=True).start()
+        try:
+            threading.Thread(target=self._run, args=(work,), name=name, daemon=True).start()
+        except RuntimeError as exc:  # no thread to be had (a process or memory limit)
+            self.error = OSError(f"{name}: {exc}")
+            self.done.set()
 
     def _run(self, work: Callable[[], T]) -> None:
         try:

@@ -225,3 +225,14 @@ def test_resolve_identity_takes_the_default_host_it_is_given(fresh_fqdn: threadi
     assert client.resolve_identity(s, 3, "sip7.example.net") == ("w3.sip7.example.net", "example.net", "example.net")
     configured = settings.parse({"protocol": "rfc4740", "origin_host": "sip9.example.org"})
     assert client.resolve_identity(configured, 3, "sip7.example.net")[0] == "w3.sip9.example.org"
+
+
+def test_no_thread_for_the_lookup_is_an_os_error(dns: FakeDns, monkeypatch: pytest.MonkeyPatch) -> None:
+    """RuntimeError from Thread.start would have escaped the transports, which catch OSError."""
+
+    def refuse(self: threading.Thread) -> None:
+        raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr(threading.Thread, "start", refuse)
+    with pytest.raises(OSError, match="can't start new thread"):
+        connect(Resolver(), "threadless.test", 3868, time.monotonic() + 1, 0.5)
