@@ -24,6 +24,7 @@ uses Python's timeouts, since the TLS layer may need to read while it writes.
 
 from __future__ import annotations
 
+import contextlib
 import select
 import socket
 import ssl
@@ -286,10 +287,10 @@ class PeerLink:
             self._push_next = False
             sock = self._sock
             assert sock is not None
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            _nagle(sock, on=False)
             self._send(data if watchdog is None else watchdog + data, deadline, sent=False)
             if self._sock is not None:
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 0)
+                _nagle(sock, on=True)
         else:
             self._send(data if watchdog is None else watchdog + data, deadline, sent=False)
         try:
@@ -424,3 +425,10 @@ class PeerLink:
 
 def _described(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
+
+
+def _nagle(sock: socket.socket, on: bool) -> None:
+    """Nagle on or off; a socket that refuses is broken, and the send or receive next to
+    this says so as a PeerDown, so the error is not raised here."""
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 0 if on else 1)

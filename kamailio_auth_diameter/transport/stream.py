@@ -132,8 +132,12 @@ class StreamTransport:
         except OSError as exc:
             self._failed_at = self._clock()
             raise TransportError(f"connect to {host}:{port} failed: {exc}") from None
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        sock.settimeout(None)  # blocking; the kernel's SO_RCVTIMEO bounds every receive
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.settimeout(None)  # blocking; the kernel's SO_RCVTIMEO bounds every receive
+        except OSError as exc:
+            sock.close()
+            raise TransportError(f"connect to {host}:{port} failed: {exc}") from None
         self._sock = sock
         self._rcvtimeo = 0.0
         self._failed_at = None
@@ -204,9 +208,9 @@ class StreamTransport:
             remaining = deadline - self._clock()
             if remaining <= 0:
                 raise self._fail("no answer before the deadline")
-            # the usual case: the whole answer timeout, set once and left on the socket
-            self._set_rcvtimeo(sock, timeout if deadline - remaining - start < _SLACK else remaining)
             try:
+                # the usual case: the whole answer timeout, set once and left on the socket
+                self._set_rcvtimeo(sock, timeout if deadline - remaining - start < _SLACK else remaining)
                 data = sock.recv(65536)
             except (BlockingIOError, TimeoutError):
                 raise self._fail("no answer before the deadline") from None
