@@ -8,10 +8,12 @@ thread of its own while the request waits no longer than its deadline: waiting o
 the lookup releases the GIL, so the thread runs meanwhile (Kamailio 5.6 lets other
 Python threads run only while a worker is inside Python, so a lookup that outlives
 its request goes on during the next one). One lookup per name is in flight at a
-time, its addresses are kept for FRESH_FOR, and after that the old ones are used at
-once while a new lookup runs: a resolver that went quiet costs nothing to a name
-already known. Then each address is tried in turn, each connect bounded by the
-caller's per-attempt timeout and by what is left of the deadline, never more.
+time and its addresses are kept for FRESH_FOR. After that a new lookup starts and
+gets REFRESH_WAIT to answer; if it is slower, the old addresses are used, and so
+they are while it stays in flight: a resolver that went quiet costs a name already
+known at most REFRESH_WAIT once. Then each address is tried in turn, each connect
+bounded by the caller's per-attempt timeout and by what is left of the deadline,
+never more.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from typing import Generic, TypeVar
 
 FRESH_FOR = 30.0  # seconds a looked-up set of addresses is used without a new lookup
 RETRY_AFTER = 5.0  # after a failed refresh, the stale addresses are used this long before the next try
+REFRESH_WAIT = 0.05  # what a refresh may take before the stale addresses are used instead
 
 Address = tuple[int, tuple]  # (address family, sockaddr)
 T = TypeVar("T")
@@ -87,9 +90,11 @@ class Resolver:
         known = self._known.get(key)
         if known is not None:
             now = self._clock()
-            if now >= known.fresh_until and now >= known.retry_at:
-                self._start(key)
-            return known.addresses
+            if now < known.fresh_until or now < known.retry_at or key in self._pending:
+                return known.addresses
+            if self._start(key).done.wait(min(REFRESH_WAIT, max(wait, 0.0))):
+                self._collect(key)
+            return self._known[key].addresses
         lookup = self._start(key)
         if wait <= 0 or not lookup.done.wait(wait):
             raise TimeoutError(f"the name lookup of {host} did not finish before the deadline")

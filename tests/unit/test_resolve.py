@@ -13,7 +13,14 @@ from conftest import Clock
 
 from kamailio_auth_diameter import settings
 from kamailio_auth_diameter.transport import client, resolve
-from kamailio_auth_diameter.transport.resolve import FRESH_FOR, RETRY_AFTER, Resolver, connect, local_fqdn
+from kamailio_auth_diameter.transport.resolve import (
+    FRESH_FOR,
+    REFRESH_WAIT,
+    RETRY_AFTER,
+    Resolver,
+    connect,
+    local_fqdn,
+)
 
 REAL_GETADDRINFO = socket.getaddrinfo
 
@@ -98,7 +105,17 @@ def test_no_time_left_means_no_wait(dns: FakeDns) -> None:
     assert time.monotonic() - started < 0.05
 
 
-def test_stale_addresses_are_used_at_once_while_the_refresh_is_slow(dns: FakeDns, clock: Clock) -> None:
+def test_old_addresses_are_refreshed_when_the_resolver_answers_at_once(dns: FakeDns, clock: Clock) -> None:
+    dns.table["moved.test"] = ["192.0.2.1"]
+    r = Resolver(clock)
+    r.addresses("moved.test", 3868, 1)
+    dns.table["moved.test"] = ["192.0.2.9"]
+    clock.now += FRESH_FOR
+    assert ips(r.addresses("moved.test", 3868, 1)) == ["192.0.2.9"]
+    assert len(dns.lookups) == 2
+
+
+def test_old_addresses_are_used_while_the_refresh_is_slow(dns: FakeDns, clock: Clock) -> None:
     dns.table["moving.test"] = ["192.0.2.1"]
     r = Resolver(clock)
     r.addresses("moving.test", 3868, 1)
@@ -106,10 +123,11 @@ def test_stale_addresses_are_used_at_once_while_the_refresh_is_slow(dns: FakeDns
     dns.gate.clear()
     clock.now += FRESH_FOR
     started = time.monotonic()
-    assert ips(r.addresses("moving.test", 3868, 1)) == ["192.0.2.1"]
-    assert ips(r.addresses("moving.test", 3868, 1)) == ["192.0.2.1"]
-    assert time.monotonic() - started < 0.05
-    settle(dns, 2)
+    assert ips(r.addresses("moving.test", 3868, 1)) == ["192.0.2.1"]  # after REFRESH_WAIT
+    assert REFRESH_WAIT - 0.01 < time.monotonic() - started < REFRESH_WAIT + 0.05
+    started = time.monotonic()
+    assert ips(r.addresses("moving.test", 3868, 1)) == ["192.0.2.1"]  # the refresh is in flight: no wait
+    assert time.monotonic() - started < 0.01
     dns.gate.set()
     time.sleep(0.05)
     assert ips(r.addresses("moving.test", 3868, 1)) == ["192.0.2.9"]
