@@ -54,14 +54,22 @@ SPECS: tuple[Spec, ...] = (
         "0: the C module's behaviour, any valid user may claim any identity",
     ),
     Spec("answer_timeout", int, 2000, 1, 60000, "ms from the start of a request to its answer, connect included"),
-    Spec("connect_timeout", int, 500, 1, 60000, "ms allowed for a TCP connect (capped by answer_timeout)"),
+    Spec(
+        "connect_timeout",
+        int,
+        500,
+        1,
+        60000,
+        "ms allowed for a TCP connect to one address (capped by what is left of answer_timeout)",
+    ),
     Spec(
         "reconnect_interval",
         int,
         1000,
         0,
         3600000,
-        "ms after a failed connect or an unanswered request during which requests fail at once with 500",
+        "ms after a failed connect (refused, timed out, no address, TLS or CER failure) during which requests "
+        "fail at once with 500; a late answer does not count",
     ),
     Spec(
         "protocol",

@@ -143,7 +143,7 @@ class AuthDiameter:
     def _decide_rfc4740(
         self, settings: Settings, plan: authorize.AuthContext, proxy: bool, msgid: int, start: float
     ) -> Outcome:
-        client = self._rfc4740_client(settings)
+        client = self._rfc4740_client(settings, start)
         if client is None:
             return outcome.SERVER_ERROR
         try:
@@ -228,7 +228,8 @@ class AuthDiameter:
 
     def _is_user_in_rfc4740(self, settings: Settings, plan: group.GroupContext, wanted: str) -> int:
         """SAR NO_ASSIGNMENT for the user's "groups" SIP-User-Data (see wire/sip_app.py)."""
-        client = self._rfc4740_client(settings)
+        start = self._clock()
+        client = self._rfc4740_client(settings, start)
         if client is None:
             return group.ERROR
         sar = sip_app.ServerAssignmentRequest(
@@ -244,9 +245,7 @@ class AuthDiameter:
         def build(hop: int, e2e: int, retransmit: bool) -> bytes:
             return sip_app.encode_sar(sar, hop, e2e, retransmit)
 
-        answer = self._ask(
-            client, settings, build, self._clock(), sip_app.decode_saa, "diameter_is_user_in: unusable SAA"
-        )
+        answer = self._ask(client, settings, build, start, sip_app.decode_saa, "diameter_is_user_in: unusable SAA")
         if answer is None:
             return group.ERROR
         if answer.result_code not in (base.RESULT_SUCCESS, sip_app.RESULT_SUCCESS_SERVER_NAME_NOT_STORED):
@@ -261,15 +260,17 @@ class AuthDiameter:
 
     # --- rfc4740 peer ---------------------------------------------------------------
 
-    def _rfc4740_client(self, settings: Settings) -> DiameterClient | None:
-        """This worker's client, rebuilt when its identity settings change."""
+    def _rfc4740_client(self, settings: Settings, start: float) -> DiameterClient | None:
+        """This worker's client, rebuilt when its identity settings change; parting from
+        the old connections (DPR, DPA, FIN) waits no longer than this request may."""
         if settings is self._client_settings and self._client is not None:
             return self._client
+        deadline = start + settings.answer_timeout / 1000.0
         identity = resolve_identity(settings, self._rank, self._host_name)
         try:
             if self._client is None or identity != self._client_identity:
                 if self._client is not None:
-                    self._client.close()
+                    self._client.close(deadline)
                 origin = base.Identity(identity[0], identity[1])
                 self._client = DiameterClient(
                     LocalPeer(origin, (sip_app.APP_SIP,), int(time.time())), clock=self._clock
@@ -277,7 +278,7 @@ class AuthDiameter:
                 self._client.offset = self._rank if self._rank is not None and self._rank > 0 else os.getpid()
                 self._client_identity, self._origin = identity, origin
                 self._sessions = base.SessionIds(origin.origin_host)
-            self._client.configure(settings)
+            self._client.configure(settings, deadline)
         except SettingsError as exc:
             self._error(f"rfc4740 settings unusable: {exc}")
             self._client_settings = None
