@@ -35,9 +35,9 @@ REPORTED = {
     ),
     "oversize-answer": (
         r"ContractBroken at fuzz\.py:\d+ in check_frame",
-        {"server-cer", "server-open"},
-        "the server's answer to a request near 64 KiB (Failed-AVP copy, Error-Message) is over the 64 KiB"
-        " frame its peers accept",
+        {"server-cer", "server-open", "peer-open", "framer"},
+        "an answer to a request near 64 KiB (the server's with a Failed-AVP copy, either side's with Proxy-Info"
+        " echoed and an Error-Message) is over the 64 KiB frame peers accept",
     ),
 }
 
