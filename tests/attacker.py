@@ -1,15 +1,16 @@
 """A local attacker against the reference server's listeners, for the resource-limit tests.
 
 ``python -m tests.attacker --port P [--idle N] [--partial N] [--never-reading N] --seconds S``
-keeps, for S seconds, N connections of each kind open on 127.0.0.1:P, opening a new
-one whenever the server closes one:
+keeps, for S seconds or until SIGTERM, N connections of each kind open on
+127.0.0.1:P, opening a new one whenever the server closes one:
 
 * idle: connect and say nothing;
 * partial: the first half of a 64 KB message, then nothing;
 * never-reading: group requests as fast as the socket takes them, never reading an answer.
 
-At the end it prints one JSON line of counters: how many connections of each kind it
-opened, how many the server closed, the requests written, and the connects that failed.
+At the end it prints one JSON line of counters (those still 0 left out): how many
+connections of each kind it opened, how many the server closed, the requests written,
+and the connects that failed.
 Raw non-blocking sockets, not asyncio streams: a stream would read the answers.
 """
 
@@ -19,6 +20,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import signal
 import socket
 from collections import Counter
 
@@ -35,7 +37,8 @@ async def _connect(port: int, counts: Counter) -> socket.socket | None:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # the answers pile up at the server, not here
     sock.setblocking(False)
     try:
-        await asyncio.wait_for(loop.sock_connect(sock, ("127.0.0.1", port)), 2)
+        async with asyncio.timeout(2):  # not wait_for, which in 3.11 may swallow the task's cancellation
+            await loop.sock_connect(sock, ("127.0.0.1", port))
     except (OSError, TimeoutError):
         sock.close()
         counts["connect_failed"] += 1
@@ -67,8 +70,9 @@ async def _hold(kind: str, port: int, counts: Counter) -> None:
                 await _until_closed(sock)
             else:
                 while True:
-                    await loop.sock_sendall(sock, BATCH)
+                    await loop.sock_sendall(sock, BATCH)  # does not yield while the socket takes it all
                     counts["requests_written"] += 100
+                    await asyncio.sleep(0)
         except OSError:
             pass
         finally:
@@ -84,7 +88,10 @@ async def attack(port: int, idle: int, partial: int, never_reading: int, seconds
         for kind, n in (("idle", idle), ("partial", partial), ("never_reading", never_reading))
         for _ in range(n)
     ]
-    await asyncio.sleep(seconds)
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)
     for t in tasks:
         t.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)

@@ -18,6 +18,7 @@ import getpass
 import ipaddress
 import logging
 import os
+import resource
 import signal
 import socket
 import ssl
@@ -339,14 +340,6 @@ def _limits(args: argparse.Namespace) -> Limits:
     per_address = args.max_connections_per_address or min(DEFAULT_MAX_PER_ADDRESS, total)
     if per_address > total:
         raise StoreError(f"--max-connections-per-address {per_address} is more than --max-connections {total}")
-    log.info(
-        "at most %d connections, %d per address (file descriptor limit %d); idle timeout %s, message timeout %g s",
-        total,
-        per_address,
-        nofile,
-        f"{args.idle_timeout:g} s" if args.idle_timeout else "off",
-        args.message_timeout,
-    )
     return Limits(total, per_address, args.idle_timeout, args.message_timeout)
 
 
@@ -380,6 +373,14 @@ def _run_process(
     allow = [] if args.allow and None in args.allow else list(args.allow or LOOPBACK)
     identity = Identity(args.origin_host, args.origin_realm)
     server = LegacyServer(LegacyAuthority(store, nonces), identity)
+    log.info(
+        "at most %d connections, %d per address (file descriptor limit %d); idle timeout %s, message timeout %g s",
+        limits.max_connections,
+        limits.max_per_address,
+        resource.getrlimit(resource.RLIMIT_NOFILE)[0],
+        f"{limits.idle_timeout:g} s" if limits.idle_timeout else "off",
+        limits.message_timeout,
+    )
     log.info("legacy listener on %s:%d (pid %d, db %s)", *args.legacy_listen, os.getpid(), store.where)
     responder = None
     if listeners.diameter is not None or listeners.diameter_tls is not None:

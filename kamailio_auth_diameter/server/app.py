@@ -39,7 +39,7 @@ class LegacyProtocol(Connection):
         try:
             return self._server.answer(raw), False
         except legacy.LegacyError as exc:
-            log.warning("closing legacy connection from %s: %s", self.remote, exc)
+            self.guard.warn("bad", "closing legacy connection from %s: %s", self.remote, exc)
             return b"", True
 
 

@@ -383,7 +383,7 @@ class DiameterProtocol(Connection):
         if reply.data:
             self.transport.write(reply.data)
         if reply.close:
-            self.transport.close()
+            self.close()
         elif again is not None:
             self._timer = asyncio.get_running_loop().call_later(max(again, 0.01), self._watchdog)
 
@@ -396,8 +396,8 @@ class DiameterProtocol(Connection):
         dpr = self.session.disconnect() if self.session is not None else None
         if dpr is not None and self.transport is not None:
             self.transport.write(dpr)
-        elif self.transport is not None:
-            self.transport.close()
+        else:
+            self.close()
 
     def abort(self) -> None:
         if self.transport is not None:

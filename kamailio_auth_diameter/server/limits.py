@@ -91,6 +91,32 @@ class Reason(enum.Enum):
         }[self]
 
 
+class LogQuota:
+    """At most ``limit`` log lines per ``window`` seconds, so that a client opening and
+    dropping connections by the thousand cannot flood the log (ServerStats counts them all)."""
+
+    def __init__(self, limit: int = 20, window: float = 10.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.limit = limit
+        self.window = window
+        self._clock = clock
+        self._start = clock()
+        self._used = 0
+        self._held = 0
+
+    def take(self) -> int | None:
+        """None: do not log this one. Else log it, and say how many were not logged
+        before it (in the windows since the last line)."""
+        now = self._clock()
+        if now - self._start >= self.window:
+            self._start, self._used = now, 0
+        if self._used >= self.limit:
+            self._held += 1
+            return None
+        self._used += 1
+        held, self._held = self._held, 0
+        return held
+
+
 def address_key(address: str) -> str:
     """The client address connections are counted by: an IPv4-mapped IPv6 address is
     its IPv4 one (a dual-stack listener sees both), a scope id is dropped."""

@@ -27,11 +27,11 @@ import resource
 import socket
 import ssl
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ..wire.framing import Framer, FramingError
-from .limits import ConnectionTable, Limits, Reason
+from .limits import ConnectionTable, Limits, LogQuota, Reason
 
 log = logging.getLogger("kamailio_auth_diameter.server")
 
@@ -95,7 +95,7 @@ def bind(host: str, port: int, reuse_port: bool, option: str = "listen") -> sock
     except OSError as exc:
         sock.close()
         where = f"[{host}]:{port}" if family == socket.AF_INET6 else f"{host}:{port}"
-        raise BindError(exc.errno, f"{option} {where}: {exc.strerror}") from None
+        raise BindError(f"{option} {where}: {exc.strerror}") from None
     sock.setblocking(False)
     return sock
 
@@ -133,7 +133,8 @@ class Connection(asyncio.Protocol):
         self.stats = stats
         self.remote = "?"
         self.transport: asyncio.Transport | None = None
-        self.handshake: asyncio.Task | None = None  # TLS: connecting until its handshake is done
+        self.sock: socket.socket | None = None  # accepted, until asyncio takes it over
+        self.handshake: asyncio.Task | None = None  # until the transport is made (TLS: the handshake done)
         self._framer = Framer()
         self._paused = False  # the client does not read: answers wait, and so do its messages
 
@@ -201,18 +202,25 @@ class Connection(asyncio.Protocol):
                     transport.write(b"".join(out))  # may pause writing, which ends the loop
                     out, size = [], 0
         except FramingError as exc:
-            log.warning("closing %s connection from %s: %s", self.kind, self.remote, exc)
+            self.guard.warn("bad", "closing %s connection from %s: %s", self.kind, self.remote, exc)
             close = True
         if transport is None or transport.is_closing():
             return
         if out:
             transport.write(b"".join(out))
         if close:
-            transport.close()
-            self.guard.table.remove(self)
+            self.close()
         else:
             # while paused the bytes held wait for the client to read, not to finish a message
             self.guard.table.received(self, completed, self._framer.pending > 0 and not self._paused)
+
+    def close(self) -> None:
+        """Close after what is waiting has been sent; a client that does not read it is
+        cut off by the message timeout like any other (a transport closing with unsent
+        bytes would otherwise wait for it for ever)."""
+        if self.transport is not None:
+            self.transport.close()
+            self.guard.table.stalled(self, True)
 
     def shut(self, reason: Reason) -> None:
         """Close for the table's ``reason``: at once, whatever is waiting to be sent."""
@@ -220,7 +228,11 @@ class Connection(asyncio.Protocol):
             self.stats.evicted += 1
         else:
             self.stats.timed_out += 1
-        log.warning("closing %s connection from %s: %s", self.kind, self.remote, reason.describe(self.guard.limits))
+        why = reason.describe(self.guard.limits)
+        self.guard.warn(reason.value, "closing %s connection from %s: %s", self.kind, self.remote, why)
+        if self.sock is not None:  # accepted, not yet handed to asyncio
+            self.sock.close()
+            self.sock = None
         if self.handshake is not None and not self.handshake.done():
             self.handshake.cancel()
         elif self.transport is not None:
@@ -234,6 +246,8 @@ class Guard:
         self.limits = limits
         self.allow = allow
         self.table: ConnectionTable[Connection] = ConnectionTable(limits, clock)
+        self._clock = clock
+        self._quotas: dict[str, LogQuota] = {}
         self._sweeper: asyncio.TimerHandle | None = None
         # how often timeouts are looked for: a timeout fires at most this late
         self._tick = min(1.0, limits.message_timeout / 4)
@@ -260,6 +274,10 @@ class Guard:
                     await asyncio.sleep(FD_BACKOFF)
                 continue
             self._accepted(conn, peer, factory, stats, tls)
+            # sock_accept does not yield while connections are queued: without this, a
+            # flood of connects would starve the connections already made, and evict a
+            # worker's new one before its first request could even be read
+            await asyncio.sleep(0)
 
     def _accepted(
         self,
@@ -270,36 +288,53 @@ class Guard:
         tls: ssl.SSLContext | None,
     ) -> None:
         address = peer[0] if peer else ""
-        protocol = factory()
-        protocol.remote = f"[{address}]:{peer[1]}" if ":" in address else f"{address}:{peer[1]}"
+        remote = f"[{address}]:{peer[1]}" if ":" in address else f"{address}:{peer[1]}"
         if not address_allowed(address, self.allow):
             stats.refused += 1
-            log.warning("refused %s connection from %s (not in --allow)", protocol.kind, protocol.remote)
+            self.warn("refused", "refused connection from %s (not in --allow)", remote)
             conn.close()
             return
+        protocol = factory()
+        protocol.remote = remote
+        protocol.sock = conn
         victim = self.table.admit(protocol, address, handshake=tls is not None)
         if victim is not None:
             victim[0].shut(victim[1])
-        log.debug("%s connection from %s", protocol.kind, protocol.remote)
-        connect = asyncio.get_running_loop().connect_accepted_socket(lambda: protocol, conn, ssl=tls)
-        protocol.handshake = asyncio.create_task(self._connect(protocol, connect))
+        log.debug("%s connection from %s", protocol.kind, remote)
+        protocol.handshake = asyncio.create_task(self._connect(protocol, tls))
 
-    async def _connect(self, protocol: Connection, connect: Awaitable[object]) -> None:
-        """Wait for the transport (for TLS: the handshake); a failed handshake is logged here."""
+    async def _connect(self, protocol: Connection, tls: ssl.SSLContext | None) -> None:
+        """Hand the socket to asyncio and wait for the transport (for TLS: the handshake)."""
+        sock, protocol.sock = protocol.sock, None  # asyncio's from here on: it closes it
+        assert sock is not None
         try:
-            await connect
+            await asyncio.get_running_loop().connect_accepted_socket(lambda: protocol, sock, ssl=tls)
         except asyncio.CancelledError:
             self.table.remove(protocol)  # shut(), or the server stopping
         except OSError as exc:  # ssl.SSLError is one
             self.table.remove(protocol)
-            log.warning("TLS handshake with %s failed: %s", protocol.remote, getattr(exc, "reason", None) or exc)
+            self.warn("bad", "TLS handshake with %s failed: %s", protocol.remote, getattr(exc, "reason", None) or exc)
+
+    def warn(self, kind: str, fmt: str, *args: object) -> None:
+        """A warning about one connection, within the log quota of its kind (one flood
+        of evictions must not hide the timeouts)."""
+        quota = self._quotas.get(kind)
+        if quota is None:
+            quota = self._quotas[kind] = LogQuota(clock=self._clock)
+        held = quota.take()
+        if held is None:
+            return
+        if held:
+            fmt += " (%d more such lines were not logged)"
+            args = (*args, held)
+        log.warning(fmt, *args)
 
     def made(self, protocol: Connection) -> None:
         protocol.handshake = None
         self.table.handshake_done(protocol)
 
     def _out_of_fds(self, exc: OSError) -> None:
-        log.warning("cannot accept a connection: %s", exc.strerror)
+        self.warn("fds", "cannot accept a connection: %s", exc.strerror)
         victim = self.table.make_room()
         if victim is not None:
             victim.shut(Reason.OUT_OF_FDS)

@@ -8,6 +8,7 @@ from conftest import Clock
 from kamailio_auth_diameter.server.limits import (
     ConnectionTable,
     Limits,
+    LogQuota,
     Reason,
     address_key,
     default_max_connections,
@@ -185,3 +186,13 @@ def test_backoff_doubles_while_a_slot_keeps_dying_and_resets_after_a_stable_run(
     assert b.died(0) == 0.0
     b.started(0)
     assert b.died(0) == FIRST_DELAY
+
+
+def test_log_quota_holds_back_a_flood_and_says_how_much(clock: Clock) -> None:
+    quota = LogQuota(limit=3, window=10, clock=clock)
+    assert [quota.take() for _ in range(5)] == [0, 0, 0, None, None]
+    clock.now += 9.9
+    assert quota.take() is None
+    clock.now += 0.1
+    assert quota.take() == 3  # the next line says three were not logged
+    assert quota.take() == 0

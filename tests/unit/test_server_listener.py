@@ -132,6 +132,22 @@ def test_held_messages_are_answered_once_the_client_reads_again(store: SqliteSto
     asyncio.run(run_legacy(store, Guard(Limits(message_timeout=5.0), []), body))
 
 
+def test_a_connection_closed_with_answers_unread_is_cut_off_after_the_message_timeout(store: SqliteStore) -> None:
+    """Requests, then garbage: the server answers, then closes; a client that never reads
+    those answers would keep the closing connection (and its buffer) for ever."""
+
+    async def body(server: LegacyServer, port: int) -> None:
+        loop = asyncio.get_running_loop()
+        sock = await small_window_connection(port)
+        await loop.sock_sendall(sock, b"".join(group_request(i) for i in range(1000)) + b"\x07garbage")
+        await asyncio.sleep(2.0)
+        assert server.stats.requests == 1000  # all answered: it never had to pause
+        assert server.stats.timed_out == 1
+        sock.close()
+
+    asyncio.run(run_legacy(store, Guard(Limits(message_timeout=1.0), []), body))
+
+
 def test_a_message_begun_and_not_finished_is_closed_after_the_message_timeout(store: SqliteStore) -> None:
     async def body(server: LegacyServer, port: int) -> None:
         half = asyncio.open_connection("127.0.0.1", port)
