@@ -156,9 +156,12 @@ class PeerProtocol:
         if code == base.CMD_DISCONNECT_PEER:
             self.state = State.CLOSED
             raise Disconnected(base.encode_dpa(msg, self.identity), _disconnect_cause(msg))
-        return base.encode_answer(
-            msg, self.identity, base.RESULT_COMMAND_UNSUPPORTED, error_message=f"command {code} is not served here"
-        )
+        try:
+            return base.encode_answer(
+                msg, self.identity, base.RESULT_COMMAND_UNSUPPORTED, error_message=f"command {code} is not served here"
+            )
+        except base.Unanswerable as exc:
+            raise PeerError(f"unanswerable request from the peer: {exc}") from None
 
 
 class Disconnected(PeerError):

@@ -226,8 +226,17 @@ class PeerSession:
         return Reply(), (2 * tw if self._dwr_sent else tw) - silent
 
     def receive(self, raw: bytes) -> Reply:
+        """What to send back for one message, and whether to close. Anything we cannot
+        decode, or cannot answer within a frame, closes the connection (RFC 6733 §5.1)."""
         self.last_received = self._r.clock()
         self._dwr_sent = False
+        try:
+            return self._receive(raw)
+        except base.DecodeError as exc:
+            log.warning("closing Diameter connection from %s: %s", self.remote, exc)
+            return Reply(close=True)
+
+    def _receive(self, raw: bytes) -> Reply:
         if (
             self.state is PeerState.OPEN
             and len(raw) >= 20
@@ -236,11 +245,7 @@ class PeerSession:
             and raw[5:8] in _SIP_COMMANDS
         ):
             return self._sip(raw)
-        try:
-            msg = base.decode(raw, sip_app.GROUPED)
-        except base.DecodeError as exc:
-            log.warning("closing Diameter connection from %s: %s", self.remote, exc)
-            return Reply(close=True)
+        msg = base.decode(raw, sip_app.GROUPED)
         h = msg.header
         if h.is_request and h.command_code == base.CMD_CAPABILITIES_EXCHANGE:
             return self._capabilities_exchange(msg)  # also in R-Open, which answers a repeated CER
@@ -325,7 +330,8 @@ class PeerSession:
 
     def _sip(self, raw: bytes) -> Reply:
         """MAR and SAR from an open peer, on the lean codec; an error answer (with its
-        Failed-AVP) is built from python-diameter's decoding of the same bytes."""
+        Failed-AVP) is built from python-diameter's decoding of the same bytes.
+        DecodeError (close the connection) goes to :meth:`receive`."""
         identity, authority = self._r.identity, self._r.authority
         try:
             msg = base.decode_lean(raw)
@@ -338,15 +344,8 @@ class PeerSession:
             else:
                 saa = authority.server_assignment(sip_app.decode_sar(msg))
                 code, data = saa.result_code, sip_app.encode_saa(msg, identity, saa)
-        except base.DecodeError as exc:
-            log.warning("closing Diameter connection from %s: %s", self.remote, exc)
-            return Reply(close=True)
         except RequestError as exc:
-            try:
-                return self._error(base.decode(raw, sip_app.GROUPED), exc)
-            except base.DecodeError as bad:
-                log.warning("closing Diameter connection from %s: %s", self.remote, bad)
-                return Reply(close=True)
+            return self._error(base.decode(raw, sip_app.GROUPED), exc)
         self._count(code)
         if log.isEnabledFor(logging.DEBUG):
             log.debug("command %d from %s -> %d", msg.command, self.peer_host, code)

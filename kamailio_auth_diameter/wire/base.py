@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from diameter.message import Message, MessageHeader
 from diameter.message.avp import Avp
 from diameter.message.avp.errors import AvpDecodeError
-from diameter.message.packer import ConversionError
+from diameter.message.packer import ConversionError, Unpacker
 
 from .framing import HEADER_LEN, MAX_MESSAGE
 
@@ -94,7 +94,8 @@ RESULT_NO_COMMON_SECURITY = 5017
 AUTH_SESSION_NO_STATE_MAINTAINED = 1
 DISCONNECT_REBOOTING = 0
 
-_DECODE_ERRORS = (ConversionError, AvpDecodeError, EOFError, ValueError, IndexError)
+# struct.error: python-diameter unpacks an Address AVP of 1 byte with struct and lets it fly
+_DECODE_ERRORS = (ConversionError, AvpDecodeError, EOFError, ValueError, IndexError, struct.error)
 # Grouped AVPs inside Grouped AVPs: the messages we read nest three deep (MAA:
 # SIP-Auth-Data-Item, SIP-Authenticate, Digest-*), Failed-AVP and relays add a few.
 # A 64 KiB frame could nest 8,000 deep; every walker stops at this depth with
@@ -104,6 +105,12 @@ MAX_DEPTH = 16
 
 class DecodeError(ValueError):
     """The bytes are not one well-formed Diameter message: close the connection."""
+
+
+class Unanswerable(DecodeError):
+    """A request whose answer would be longer than a frame may be (it is near 64 KiB and
+    its Proxy-Info, echoed back, does not fit again): close the connection, as for
+    bytes that are not a message; no peer would accept the answer."""
 
 
 class RequestError(Exception):
@@ -163,9 +170,24 @@ def decode(raw: bytes, grouped: Collection[int] = GROUPED) -> Message:
     _check_header(raw)
     _walk(raw, HEADER_LEN, len(raw), grouped)
     try:
-        return Message.from_bytes(raw, plain_msg=True)
+        return _plain_message(raw)
     except _DECODE_ERRORS as exc:
         raise DecodeError(f"undecodable message: {exc}") from None
+
+
+def _plain_message(raw: bytes) -> Message:
+    """What ``Message.from_bytes(raw, plain_msg=True)`` should give: the header and the
+    top-level AVPs, Grouped values decoded only when read. python-diameter instead
+    makes an ``UndefinedMessage`` of any command it does not know (MAR, SAR, a
+    peer's own), whose constructor decodes every Grouped AVP down to the bottom,
+    including codes :func:`_walk` left opaque: a deep one is a RecursionError."""
+    header = MessageHeader.from_bytes(raw)
+    unpacker = Unpacker(raw)
+    unpacker.set_position(header.length_header)
+    avps = []
+    while not unpacker.is_done():
+        avps.append(Avp.from_unpacker(unpacker))
+    return Message(header, avps)
 
 
 def children(avp: Avp) -> list[Avp]:
@@ -319,7 +341,11 @@ def encode_answer(
 ) -> bytes:
     """An answer to ``request``: same command, application, ids and P bit; E set for
     3xxx (RFC 6733 §7.1.3: only protocol errors set it); Session-Id first when the
-    request had one; the request's Proxy-Info AVPs copied back in order (§6.2)."""
+    request had one; the request's Proxy-Info AVPs copied back in order (§6.2).
+
+    A Failed-AVP that would take the answer past MAX_MESSAGE (it copies part of the
+    request) is left out; Unanswerable if the answer is still too long.
+    """
     h = request.header
     error = 3000 <= result_code < 4000
     header = MessageHeader(
@@ -341,7 +367,12 @@ def encode_answer(
     if failed_avp is not None:
         avps.append(avp_group(AVP_FAILED_AVP, [failed_avp]))
     avps += find_all(request.avps, AVP_PROXY_INFO)
-    return encode(header, avps)
+    data = encode(header, avps)
+    if len(data) <= MAX_MESSAGE:
+        return data
+    if failed_avp is not None:
+        return encode_answer(request, identity, result_code, body, error_message=error_message)
+    raise Unanswerable(f"the answer to command {h.command_code} would be {len(data)} bytes")
 
 
 def encode_error(request: Message, identity: Identity, error: RequestError, body: Sequence[Avp] = ()) -> bytes:
@@ -534,9 +565,12 @@ def lean_answer(
     out += [
         pack_avp(code, data, f) for code, f, vendor, data in request.avps.items if code == AVP_PROXY_INFO and not vendor
     ]
-    return pack_message(
+    data = pack_message(
         flags, request.command, request.application, request.hop_by_hop, request.end_to_end, b"".join(out)
     )
+    if len(data) > MAX_MESSAGE:
+        raise Unanswerable(f"the answer to command {request.command} would be {len(data)} bytes")
+    return data
 
 
 def answer_info(msg: LeanMessage) -> AnswerInfo:

@@ -4,7 +4,6 @@ and checks do what the long run relies on."""
 from __future__ import annotations
 
 import random
-import re
 from collections.abc import Iterator
 
 import pytest
@@ -16,30 +15,6 @@ from tests import fuzz
 
 SEED = 20260
 INPUTS = 400  # per target: about half a second each
-
-# Escapes this harness found in code it does not own, reported with reproducers. Each
-# stays listed until its fix lands; test_reported_escape_is_gone then passes, which
-# strict xfail turns into a failure that says to drop the entry.
-REPORTED = {
-    "recursion": (
-        r"RecursionError at avp\.py:",
-        None,
-        "base.decode: python-diameter turns a command it does not know (MAR, SAR, any other)"
-        " into an UndefinedMessage that decodes every Grouped AVP recursively, past what _walk checked",
-    ),
-    "struct-error": (
-        r"error at avp\.py:\d+ in value",
-        None,
-        "base._value: python-diameter's Address decoding raises struct.error, which _DECODE_ERRORS lacks"
-        " (a 1-byte Host-IP-Address in a CER or CEA)",
-    ),
-    "oversize-answer": (
-        r"ContractBroken at fuzz\.py:\d+ in check_frame",
-        {"server-cer", "server-open", "peer-open", "framer"},
-        "an answer to a request near 64 KiB (the server's with a Failed-AVP copy, either side's with Proxy-Info"
-        " echoed and an Error-Message) is over the 64 KiB frame peers accept",
-    ),
-}
 
 # Labels each target must produce in the short run: the inputs reached both sides of its contract.
 EXPECTED = {
@@ -54,13 +29,6 @@ EXPECTED = {
     "failover": {"None", "3002", "3004"},
     "framer": {"drained", "framing-error", "closed"},
 }
-
-
-def reported(target: str, kind: str) -> str | None:
-    for issue, (pattern, targets, _) in REPORTED.items():
-        if re.match(pattern, kind) and (targets is None or target in targets):
-            return issue
-    return None
 
 
 @pytest.fixture(scope="module")
@@ -81,18 +49,9 @@ def test_every_target_is_run() -> None:
 @pytest.mark.parametrize("name", sorted(fuzz.TARGETS))
 def test_target_keeps_its_contract(reports: dict[str, fuzz.Report], name: str) -> None:
     r = reports[name]
-    unexplained = [kind for kind in r.failure_kinds if reported(name, kind) is None]
-    details = "\n".join(f.describe() + "\n" + f.traceback for f in r.failures if reported(name, f.kind) is None)
-    assert not unexplained, details
+    assert not r.failure_kinds, "\n".join(f.describe() + "\n" + f.traceback for f in r.failures)
     assert EXPECTED[name] <= set(r.outcomes), r.outcomes
     assert set(r.generators) == ({"stream"} if name == "framer" else set(fuzz.GENERATORS))
-
-
-@pytest.mark.parametrize("issue", sorted(REPORTED))
-@pytest.mark.xfail(strict=True, reason="an escape reported to the owner of the code; when fixed, drop its entry")
-def test_reported_escape_is_gone(reports: dict[str, fuzz.Report], issue: str) -> None:
-    found = [(name, kind) for name, r in reports.items() for kind in r.failure_kinds if reported(name, kind) == issue]
-    assert not found, REPORTED[issue][2]
 
 
 def _generated(fuzzer: fuzz.Fuzzer, target: str, generator: str, count: int) -> list[bytes]:

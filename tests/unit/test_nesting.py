@@ -15,6 +15,7 @@ from kamailio_auth_diameter.server.diameter import DiameterResponder, PeerSessio
 from kamailio_auth_diameter.server.store import SqliteStore
 from kamailio_auth_diameter.wire import base, sip_app
 from kamailio_auth_diameter.wire.base import Capabilities, Identity
+from kamailio_auth_diameter.wire.framing import MAX_MESSAGE
 
 ME = Identity("w1.kamailio.example.com", "example.com")
 PEER = Identity("aaa.example.com", "example.com")
@@ -101,4 +102,44 @@ def test_server_closes_on_a_deep_cer(tmp_path: Path, clock: Clock) -> None:
     cer = base.encode_cer(Capabilities(ME, ("127.0.0.1",), (sip_app.APP_SIP,)), 1, 1)
     hostile = base.pack_message(0x80, 257, 0, 1, 1, cer[base.HEADER_LEN :] + nest(base.AVP_PROXY_INFO, DEEP))
     reply = s.receive(hostile)
+    assert reply.close and not reply.data
+
+
+def test_a_command_nobody_knows_is_not_decoded_deeper_than_read(session: PeerSession) -> None:
+    """python-diameter decodes every Grouped AVP of a command it does not know, down to the
+    bottom (RecursionError for 1,000 deep, found by tests/fuzz.py); base.decode does not."""
+    head = base.pack_text(base.AVP_ORIGIN_HOST, ME.origin_host) + base.pack_text(base.AVP_ORIGIN_REALM, "x")
+    raw = base.pack_message(0x80, 999, 0, 5, 5, head + nest(401, 1000, base.pack_u32(1, 1)))
+    msg = base.decode(raw)
+    assert msg.header.command_code == 999
+    reply = session.receive(raw)
+    assert not reply.close and base.unsigned(base.decode(reply.data).avps, base.AVP_RESULT_CODE) == 3001
+
+
+def test_a_one_byte_address_is_5004_not_an_exception(tmp_path: Path, clock: Clock) -> None:
+    store = SqliteStore(str(tmp_path / "auth.sqlite"))
+    authority = SipAuthority(store, NonceFactory(store.nonce_secret(), clock=clock))
+    s = PeerSession(DiameterResponder(authority, PEER, None, origin_state_id=1, clock=clock), "127.0.0.1", "t")
+    cer = base.encode_cer(Capabilities(ME, ("127.0.0.1",), (sip_app.APP_SIP,)), 1, 1)
+    hostile = base.pack_message(0x80, 257, 0, 1, 1, cer[base.HEADER_LEN :] + base.pack_avp(257, b"\x01"))
+    reply = s.receive(hostile)
+    assert reply.close and base.unsigned(base.decode(reply.data).avps, base.AVP_RESULT_CODE) == 5004
+
+
+def test_an_answer_longer_than_a_frame_is_never_sent(session: PeerSession) -> None:
+    """A near-64 KiB request whose answer would copy it back (Failed-AVP) is answered
+    without the copy; one whose echoed Proxy-Info alone fills a frame closes."""
+    head = base.pack_text(base.AVP_ORIGIN_HOST, ME.origin_host) + base.pack_text(base.AVP_ORIGIN_REALM, "x")
+    cer = base.encode_cer(Capabilities(ME, ("127.0.0.1",), (sip_app.APP_SIP,)), 6, 6)
+    filler = base.pack_avp(9999, bytes(MAX_MESSAGE - len(cer) - 8), base.AVP_FLAG_MANDATORY)
+    request = base.pack_message(0x80, 257, 0, 6, 6, cer[base.HEADER_LEN :] + filler)
+    assert len(request) == MAX_MESSAGE
+    reply = session.receive(request)
+    answer = base.decode(reply.data)
+    assert base.unsigned(answer.avps, base.AVP_RESULT_CODE) == 5001 and base.find(answer.avps, 279) is None
+    room = MAX_MESSAGE - base.HEADER_LEN - len(head) - 8 - 12 - 8
+    proxy_info = base.pack_avp(base.AVP_PROXY_INFO, base.pack_text(280, "p") + base.pack_avp(33, bytes(room)))
+    request = base.pack_message(0x80, 999, 0, 7, 7, head + proxy_info)
+    assert len(request) == MAX_MESSAGE
+    reply = session.receive(request)
     assert reply.close and not reply.data
