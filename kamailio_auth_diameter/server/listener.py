@@ -3,10 +3,10 @@
 :class:`Guard` is one per server process. Its accept loop checks ``--allow`` on the
 address the kernel hands over, before a byte is read or a TLS handshake begun, and
 enters each connection in the process's :class:`~.limits.ConnectionTable`, closing
-whatever the table names: the least recently active connection when a cap is
-reached, and (from a timer) connections past a timeout. Running out of file
-descriptors at accept time closes the least recently active connection too, then
-waits a moment, so it neither spins nor starves the workers.
+whatever the table names: a connection to make room when a cap is reached (the
+table says which), and (from a timer) connections past a timeout. Running out of
+file descriptors at accept time closes one the same way, then waits a moment, so
+it neither spins nor starves the workers.
 
 :class:`Connection` is the per-connection shell a listener's protocol builds on: it
 frames the stream and hands each whole message to the subclass. Writing has a
@@ -172,10 +172,11 @@ class Connection(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self._paused = False
+        if self.transport is None or self.transport.is_closing():
+            return  # closing: the message timeout runs on until all has been sent
         self.guard.table.stalled(self, False)
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.resume_reading()
-            self._work()
+        self.transport.resume_reading()
+        self._work()
 
     def connection_lost(self, exc: Exception | None) -> None:
         log.debug("%s connection from %s closed", self.kind, self.remote)

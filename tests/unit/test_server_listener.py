@@ -8,6 +8,7 @@ import errno
 import ipaddress
 import socket
 import ssl
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from kamailio_auth_diameter.server.diameter import DiameterResponder, serve_diam
 from kamailio_auth_diameter.server.limits import Limits
 from kamailio_auth_diameter.server.listener import Guard, bind
 from kamailio_auth_diameter.server.store import SqliteStore
-from kamailio_auth_diameter.wire import base, legacy
+from kamailio_auth_diameter.wire import base, legacy, sip_app
 from kamailio_auth_diameter.wire.base import Capabilities, Identity
 from kamailio_auth_diameter.wire.framing import MAX_MESSAGE, Framer
 from tests.tlsca import make_pki
@@ -279,6 +280,46 @@ def test_a_tls_handshake_not_finished_in_time_is_closed(store: SqliteStore, tls:
 
     responder = _diameter_tls(store, tls, Guard(Limits(message_timeout=0.5), []), body)
     assert responder.stats.timed_out == 1
+
+
+def test_a_tls_client_that_never_reads_is_held_to_the_high_water_mark_too(
+    store: SqliteStore, tls: ssl.SSLContext
+) -> None:
+    """asyncio's TLS transport has flow control of its own; the same bounds hold through it."""
+    mar = sip_app.MultimediaAuthRequest(
+        session_id="k;1;1", origin_host="kamailio.test", origin_realm="test", destination_realm="test",
+        sip_aor="sip:alice@example.com", sip_method="REGISTER", user_name=None, server_uri="sip:k.test",
+        credentials=None,
+    )  # fmt: skip
+    batch = b"".join(sip_app.encode_mar(mar, i, i) for i in range(500))
+    sent = []
+
+    def client(port: int) -> None:
+        """A blocking client, in a thread: the server runs in this test's event loop."""
+        raw = socket.socket()
+        raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        raw.connect(("127.0.0.1", port))
+        context = ssl.create_default_context()
+        context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+        with context.wrap_socket(raw) as sock:
+            caps = Capabilities(Identity("kamailio.test", "test"), ("127.0.0.1",), (6,))
+            sock.sendall(base.encode_cer(caps, 1, 1))
+            sock.settimeout(2.0)
+            try:
+                while len(sent) < 200:
+                    sock.sendall(batch)
+                    sent.append(500)
+            except OSError:  # the server gave up on it, or a send could not progress for 2 s
+                pass
+            time.sleep(1.5)
+
+    async def body(port: int) -> None:
+        await asyncio.get_running_loop().run_in_executor(None, client, port)
+
+    responder = _diameter_tls(store, tls, Guard(Limits(message_timeout=1.0), []), body)
+    assert responder.stats.timed_out == 1
+    assert sum(sent) >= 5_000
+    assert responder.stats.requests < sum(sent) / 2, (responder.stats.requests, sum(sent))
 
 
 def test_out_of_descriptors_at_accept_evicts_the_quietest_and_backs_off(
