@@ -119,7 +119,7 @@ def _mar(
     app: SimpleThreadingApplication, registrar: bool, authorization: list[Avp] | None = None, user: str = "alice"
 ) -> Message:
     avps = [
-        Avp.new(AVP_SIP_AOR, value="sip:alice@example.com"),
+        Avp.new(AVP_SIP_AOR, value=f"sip:{user}@example.com"),  # a REGISTER: the AOR is the user's own
         Avp.new(AVP_SIP_METHOD, value="REGISTER"),
         Avp.new(AVP_USER_NAME, value=user),
     ]
@@ -144,9 +144,10 @@ def _challenge(answer: Message) -> tuple[str, str]:
     return realm, nonce
 
 
-def _authorization(realm: str, nonce: str, password: str, user: str = "alice") -> list[Avp]:
+def _authorization(realm: str, nonce: str, password: str, user: str = "alice", nc: int = 1) -> list[Avp]:
+    """Digest credentials; each use of one nonce needs a higher ``nc`` (the server refuses replays)."""
     uri = "sip:example.com"
-    d = digest.DigestInput(method="REGISTER", uri=uri, nonce=nonce, qop="auth", nc="00000001", cnonce="0a4f113b")
+    d = digest.DigestInput(method="REGISTER", uri=uri, nonce=nonce, qop="auth", nc=f"{nc:08x}", cnonce="0a4f113b")
     response = digest.response(digest.ha1(user, realm, password), d)
     return [
         Avp.new(AVP_DIGEST_USERNAME, value=user),
@@ -155,7 +156,7 @@ def _authorization(realm: str, nonce: str, password: str, user: str = "alice") -
         Avp.new(AVP_DIGEST_URI, value=uri),
         Avp.new(AVP_DIGEST_RESPONSE, value=response),
         Avp.new(AVP_DIGEST_QOP, value="auth"),
-        Avp.new(AVP_DIGEST_NONCE_COUNT, value="00000001"),
+        Avp.new(AVP_DIGEST_NONCE_COUNT, value=f"{nc:08x}"),
         Avp.new(AVP_DIGEST_CNONCE, value="0a4f113b"),
     ]
 
@@ -168,11 +169,11 @@ def test_mar_flows_and_group_check(sip_app: SimpleThreadingApplication) -> None:
     assert realm == "example.com"
     assert _result(_mar(sip_app, registrar=False)) == 2008
 
-    good = _authorization(realm, nonce, "secret")
-    assert _result(_mar(sip_app, registrar=True, authorization=good)) == 2001
+    assert _result(_mar(sip_app, registrar=True, authorization=_authorization(realm, nonce, "secret"))) == 2001
+    good = _authorization(realm, nonce, "secret", nc=2)
     assert _result(_mar(sip_app, registrar=False, authorization=good)) == 2006
 
-    wrong = _mar(sip_app, registrar=True, authorization=_authorization(realm, nonce, "not-the-password"))
+    wrong = _mar(sip_app, registrar=True, authorization=_authorization(realm, nonce, "not-the-password", nc=3))
     assert _result(wrong) == 4001
     assert _challenge(wrong)[1] != nonce  # a fresh challenge
 
