@@ -20,12 +20,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness import PYTHON, ROOT, ReferenceServer, example_kamailio, running, sipp
+from tests.harness import PYTHON, ROOT, ReferenceServer, example_kamailio, free_port, running, sipp
 from tests.real.conftest import make_server
 
 pytestmark = pytest.mark.kamailio
 
-CALLS, RATE = 200, 40  # REGISTER 401 -> REGISTER 200: two requests to the server per call
+CALLS, RATE = 150, 50  # REGISTER 401 -> REGISTER 200: two requests to the server per call
 
 
 def _rss_kb(pid: int) -> int:
@@ -94,3 +94,35 @@ def test_workers_are_served_while_an_attacker_holds_the_rest_under_a_file_descri
     _check(server, result, "(--max-connections-per-address), to make room")
     assert result["idle_closed"] > 1000
     assert "at most 32 connections, 32 per address (file descriptor limit 64)" in server.log_path.read_text()
+
+
+def test_the_soft_descriptor_limit_is_raised_to_the_hard_one(tmp_path: Path) -> None:
+    server = make_server(tmp_path)
+    server.prefix = ("prlimit", "--nofile=64:4096", "--")
+    with running(server):
+        pass
+    assert "at most 4064 connections, 256 per address (file descriptor limit 4096)" in server.log_path.read_text()
+
+
+@pytest.mark.parametrize(
+    ("options", "error"),
+    [
+        (("--max-connections", "100"), "error: --max-connections 100 needs 132 file descriptors, but the limit is 64"),
+        (("--max-connections", "20", "--max-connections-per-address", "21"),
+         "error: --max-connections-per-address 21 is more than --max-connections 20"),
+        (("--max-connections-per-address", "33"),
+         "error: --max-connections-per-address 33 is more than --max-connections 32"),
+        (("--max-connections", "0"), "argument --max-connections: '0' is not a whole number of at least 1"),
+        (("--idle-timeout", "-1"), "argument --idle-timeout: '-1' is not a number of seconds from 0 to 604800"),
+        (("--message-timeout", "0"), "argument --message-timeout: '0' is outside 0.1..300 seconds"),
+    ],
+)  # fmt: skip
+def test_limits_the_descriptors_cannot_back_or_out_of_range_are_refused(
+    tmp_path: Path, options: tuple[str, ...], error: str
+) -> None:
+    r = subprocess.run(
+        ["prlimit", "--nofile=64:64", "--", PYTHON, "-m", "kamailio_auth_diameter.server", "serve",
+         "--db", str(tmp_path / "u.db"), "--legacy-listen", f"127.0.0.1:{free_port()}", *options],
+        cwd=ROOT, capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert r.returncode in (1, 2) and error in r.stderr, r.stderr
