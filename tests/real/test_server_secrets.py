@@ -20,7 +20,7 @@ import pytest
 
 from kamailio_auth_diameter import digest
 from kamailio_auth_diameter.server.store import SqliteStore
-from tests.harness import PYTHON, ROOT, Postgres, ReferenceServer, server_cli
+from tests.harness import PYTHON, ROOT, Postgres, ReferenceServer, free_port, server_cli
 from tests.real.conftest import USERS
 
 REALM = "example.com"
@@ -116,7 +116,7 @@ def test_on_a_terminal_two_different_passwords_are_refused(tmp_path: Path) -> No
 def _serve(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     """A serve that is expected to stop at start-up."""
     return subprocess.run(
-        [PYTHON, "-m", "kamailio_auth_diameter.server", "serve", *args],
+        [PYTHON, "-m", "kamailio_auth_diameter.server", "serve", "--legacy-listen", f"127.0.0.1:{free_port()}", *args],
         cwd=ROOT, capture_output=True, text=True, timeout=30, env={**os.environ, **(env or {})},
     )  # fmt: skip
 
@@ -204,7 +204,7 @@ def _pgpass(tmp_path: Path, pg: Postgres, password: str = PG_PASSWORD) -> Path:
 
 
 def test_without_a_password_the_database_refuses(locked_postgres: Postgres, tmp_path: Path) -> None:
-    r = _serve("--db", locked_postgres.url, "--legacy-listen", "127.0.0.1:1", env={"PGPASSFILE": "/nonexistent"})
+    r = _serve("--db", locked_postgres.url, env={"PGPASSFILE": "/nonexistent"})
     assert r.returncode == 1
     assert "password" in r.stderr, r.stderr
     r = _serve("--db", locked_postgres.url, env={"PGPASSFILE": str(_pgpass(tmp_path, locked_postgres, "wrong"))})
