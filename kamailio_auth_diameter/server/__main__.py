@@ -27,10 +27,11 @@ from dataclasses import dataclass
 from urllib.parse import parse_qs, urlsplit
 
 from .. import secret_file
+from ..logtext import printable
 from ..nonce import NonceFactory
 from ..wire.base import Identity
 from .app import LegacyServer, serve
-from .auth import LegacyAuthority, SipAuthority
+from .auth import DigestChecker, LegacyAuthority, SipAuthority
 from .diameter import DiameterResponder, TlsSetupError, parse_peers, serve_diameter, server_tls_context
 from .limits import (
     DEFAULT_IDLE_TIMEOUT,
@@ -43,8 +44,11 @@ from .limits import (
 from .listener import LOOPBACK, Guard, bind, raise_fd_limit
 from .processes import supervise
 from .store import POSTGRES_SCHEMES, StoreError, open_store
+from .throttle import ThrottlePolicy
 
 log = logging.getLogger("kamailio_auth_diameter.server")
+DEFAULT_NONCE_LIFETIME = 60  # s; see README "Security": the counts make replays fail, this bounds the rest
+THROTTLE = ThrottlePolicy()  # the defaults
 
 DB_HELP = "SQLite file, or postgresql://USER@HOST:PORT/DBNAME (tables created on first use)"
 DB_FILE_HELP = "read --db from the first line of FILE (not readable by other users), so that no password is in ps"
@@ -163,12 +167,41 @@ def _parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--origin-host", default="aaa.localdomain", help="Origin-Host put in answers")
     s.add_argument("--origin-realm", default="localdomain", help="Origin-Realm put in answers")
-    s.add_argument(
+    a = s.add_argument_group("digest checks")
+    a.add_argument(
         "--nonce-lifetime",
         type=int,
-        default=300,
+        default=DEFAULT_NONCE_LIFETIME,
         metavar="SECONDS",
-        help="how long a challenge's nonce is accepted (default 300)",
+        help="how long a challenge's nonce is accepted; the database keeps each nonce's count until then "
+        f"(default {DEFAULT_NONCE_LIFETIME})",
+    )
+    a.add_argument(
+        "--throttle-after",
+        type=int,
+        default=THROTTLE.free,
+        metavar="N",
+        help="wrong responses in a row a user may send before the next ones go unchecked for a while "
+        f"(default {THROTTLE.free})",
+    )
+    a.add_argument(
+        "--throttle-max",
+        type=float,
+        default=THROTTLE.max_delay,
+        metavar="SECONDS",
+        help=f"ceiling of that while, which doubles from 1 s; 0 turns throttling off (default {THROTTLE.max_delay:g})",
+    )
+    a.add_argument(
+        "--hide-unknown-users",
+        action="store_true",
+        help="answer an unknown user as a wrong password (legacy: 4001 and a challenge, not 5003; "
+        "RFC 4740: 4001, not 5032), so replies do not tell which users exist",
+    )
+    a.add_argument(
+        "--no-uri-check",
+        action="store_true",
+        help="accept a digest uri that is not the request's Request-URI; only behind a front end that rewrites "
+        "Request-URIs, as it lets a captured request be sent to another destination",
     )
     s.add_argument(
         "--processes",
@@ -368,11 +401,15 @@ def _bind(args: argparse.Namespace, tls: ssl.SSLContext | None, reuse_port: bool
 def _run_process(
     args: argparse.Namespace, db: str, listeners: Listeners, tls: ssl.SSLContext | None, limits: Limits
 ) -> None:
-    store = open_store(db)
+    store = open_store(db, server=True)
+    if store.warning:
+        log.warning("%s", store.warning)
     nonces = NonceFactory(store.nonce_secret(), lifetime=args.nonce_lifetime)
+    checker = DigestChecker(store, nonces, _throttle(args), check_uri=not args.no_uri_check)
+    hide = args.hide_unknown_users
     allow = [] if args.allow and None in args.allow else list(args.allow or LOOPBACK)
     identity = Identity(args.origin_host, args.origin_realm)
-    server = LegacyServer(LegacyAuthority(store, nonces), identity)
+    server = LegacyServer(LegacyAuthority(store, nonces, checker=checker, hide_unknown_users=hide), identity)
     log.info(
         "at most %d connections, %d per address (file descriptor limit %d); idle timeout %s, message timeout %g s",
         limits.max_connections,
@@ -385,7 +422,10 @@ def _run_process(
     responder = None
     if listeners.diameter is not None or listeners.diameter_tls is not None:
         responder = DiameterResponder(
-            SipAuthority(store, nonces), identity, args.peers, watchdog_interval=args.watchdog_interval
+            SipAuthority(store, nonces, checker=checker, hide_unknown_users=hide),
+            identity,
+            args.peers,
+            watchdog_interval=args.watchdog_interval,
         )
     if listeners.diameter is not None:
         log.info("Diameter (RFC 6733, RFC 4740) listener on %s:%d as %s", *args.diameter_listen, args.origin_host)
@@ -419,9 +459,20 @@ def _run_process(
         log.info("stopped: Diameter %s", responder.stats)
 
 
+def _throttle(args: argparse.Namespace) -> ThrottlePolicy:
+    try:
+        return ThrottlePolicy(free=args.throttle_after, max_delay=args.throttle_max)
+    except ValueError:
+        raise StoreError(
+            f"--throttle-after and --throttle-max must not be negative, and --throttle-max at most "
+            f"{THROTTLE.forget_after:g}"
+        ) from None
+
+
 def _serve(args: argparse.Namespace) -> int:
     if args.processes < 1 or args.nonce_lifetime < 1:
         raise StoreError("--processes and --nonce-lifetime must be at least 1")
+    _throttle(args)
     db = _database(args)
     tls = _tls(args)
     limits = _limits(args)
@@ -455,12 +506,18 @@ def _write_pid(path: str) -> None:
         f.write(f"{os.getpid()}\n")
 
 
+class _PrintableFormatter(logging.Formatter):
+    """One line per record, whatever a peer put in it (an Origin-Host, a user name): see logtext."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        return printable(super().formatMessage(record))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if getattr(args, "verbose", False) else logging.INFO,
-        format="%(asctime)s %(name)s[%(process)d] %(levelname)s %(message)s",
-    )
+    handler = logging.StreamHandler()
+    handler.setFormatter(_PrintableFormatter("%(asctime)s %(name)s[%(process)d] %(levelname)s %(message)s"))
+    logging.basicConfig(level=logging.DEBUG if getattr(args, "verbose", False) else logging.INFO, handlers=[handler])
     try:
         return _serve(args) if args.command == "serve" else _manage(args)
     except (StoreError, TlsSetupError, secret_file.InsecureFile, OSError) as exc:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import re
 import socket
+import subprocess
 import time
 import uuid
 from collections.abc import Iterator
@@ -23,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from tests.harness import (
+    PYTHON,
     Kamailio,
     ReferenceServer,
     SipClient,
@@ -319,3 +321,48 @@ def test_one_huge_request_fails_alone(server: ReferenceServer, tmp_path: Path, m
     finally:
         k.stop()
         k.assert_no_crash()
+
+
+def test_server_options_hide_unknown_users_and_turn_throttling_off(tmp_path: Path) -> None:
+    """--hide-unknown-users: an unknown user is re-challenged like a wrong password (401,
+    not 403); --throttle-max 0: no block after many wrong passwords."""
+    s = make_server(tmp_path)
+    s.extra = ("--hide-unknown-users", "--throttle-max", "0")
+    s.start()
+    k = example_kamailio(tmp_path / "k", s.port, children=1)
+    try:
+        k.start()
+        ua = Ua(k.sip_port)
+        nobody = authorization(ua.challenge(user="nobody"), "REGISTER", "sip:example.com", user="nobody")
+        reply = ua.send("REGISTER", "sip:example.com", nobody, user="nobody")
+        assert reply.code == 401 and not stale(reply)
+        for _ in range(8):
+            wrong = authorization(ua.challenge(), "REGISTER", "sip:example.com", password="guess")
+            assert ua.send("REGISTER", "sip:example.com", wrong).code == 401
+        right = authorization(ua.challenge(), "REGISTER", "sip:example.com")
+        assert ua.send("REGISTER", "sip:example.com", right).code == 200
+    finally:
+        k.stop()
+        s.stop()
+    assert "throttling" not in s.log_path.read_text()
+
+
+def test_a_database_anyone_may_read_is_refused(tmp_path: Path) -> None:
+    """It holds HA1s (password equivalents) and the nonce secret: a new one is 0600 (it
+    was -rw-r--r--), one every user may read stops the server, one its group may read is
+    a warning in its log."""
+    s = make_server(tmp_path)
+    db = Path(s.db)
+    assert db.stat().st_mode & 0o777 == 0o600
+    db.chmod(0o644)
+    r = subprocess.run(
+        [PYTHON, "-m", "kamailio_auth_diameter.server", "serve", "--db", str(db), "--legacy-listen",
+         f"127.0.0.1:{free_port()}"],
+        capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert r.returncode == 1
+    assert f"accessible to every user of this machine (mode 0644) and holds secrets: chmod 600 {db}" in r.stderr
+    db.chmod(0o640)
+    s.start()
+    s.stop()
+    assert "accessible to its group (mode 0640)" in s.log_path.read_text()
