@@ -61,9 +61,10 @@ def mar_count(server: ReferenceServer) -> int:
     return len(re.findall(r"command 286 from", server.log_path.read_text(errors="replace")))
 
 
-def credentials(challenge: sip_app.DigestChallenge, password: str) -> sip_app.DigestResponse:
-    """alice's answer to a challenge, for a REGISTER to sip:example.com."""
-    uri, nc, cnonce = "sip:example.com", "00000001", "0a4f113b"
+def credentials(challenge: sip_app.DigestChallenge, password: str, count: int = 1) -> sip_app.DigestResponse:
+    """alice's answer to a challenge, for a REGISTER to sip:example.com; ``count`` is its
+    nonce-count, which must grow each time the nonce is used again (the server's replay guard)."""
+    uri, nc, cnonce = "sip:example.com", f"{count:08x}", "0a4f113b"
     d = digest.DigestInput(method="REGISTER", uri=uri, nonce=challenge.nonce, qop="auth", nc=nc, cnonce=cnonce)
     return sip_app.DigestResponse(
         username="alice",

@@ -129,11 +129,13 @@ def _exchange(client: Client) -> None:
     client.read()
     _, maa = sip_app.decode_maa(client.read())
     assert maa.result_code == base.RESULT_MULTI_ROUND_AUTH and maa.challenge is not None
-    good = credentials(maa.challenge, "secret")
     for request, expected in (
-        (_mar(client, good), base.RESULT_SUCCESS),
-        (_mar(client, good, registrar=False), sip_app.RESULT_SUCCESS_SERVER_NAME_NOT_STORED),
-        (_mar(client, credentials(maa.challenge, "wrong")), base.RESULT_AUTHENTICATION_REJECTED),
+        (_mar(client, credentials(maa.challenge, "secret")), base.RESULT_SUCCESS),
+        (
+            _mar(client, credentials(maa.challenge, "secret", 2), registrar=False),
+            sip_app.RESULT_SUCCESS_SERVER_NAME_NOT_STORED,
+        ),
+        (_mar(client, credentials(maa.challenge, "wrong", 3)), base.RESULT_AUTHENTICATION_REJECTED),
     ):
         assert sip_app.decode_maa(client.answer(request))[1].result_code == expected
     sar = sip_app.ServerAssignmentRequest(
