@@ -77,6 +77,8 @@ class FakeDiameter:
             conn.sendall(answer_for(request, 4001, CHALLENGE))
         elif mode == "challenge-injection":
             conn.sendall(answer_for(request, 4001, CHALLENGE + b"\r\nX-Injected: yes\r\n"))
+        elif mode == "challenge-escape":  # a terminal escape: clears the screen of whoever reads the reply
+            conn.sendall(answer_for(request, 4001, CHALLENGE[:-1] + b'\x1b[2J"\r\n'))
         elif mode == "no-result-code":
             conn.sendall(answer_for(request, None))
         elif mode == "success":

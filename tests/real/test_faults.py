@@ -63,6 +63,7 @@ def defaults(kamailio, fake):
         ("no-result-code", 500),  # C bug B2: SIGSEGV there
         ("unknown-code", 500),
         ("challenge-injection", 500),
+        ("challenge-escape", 500),  # it went into the 401 as it was
         ("bad-version", 500),
         ("huge-length", 500),
         ("garbage-avp", 500),

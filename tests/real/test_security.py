@@ -209,6 +209,14 @@ def test_server_refuses_another_users_register_itself(server: ReferenceServer, t
         k.assert_no_crash()
 
 
+def test_a_mixed_case_domain_registers(kamailio: Kamailio, tmp_path: Path) -> None:
+    """A UA registering as alice@Example.COM is challenged in realm example.com, the realm
+    her HA1 was computed over, so the right password works (it was refused: 403)."""
+    r = sipp("register_auth", kamailio.sip_port, run_dir=tmp_path, domain="Example.COM", auth_user="alice",
+             password="secret")  # fmt: skip
+    assert r.returncode == 0, r.output
+
+
 # --- replay ------------------------------------------------------------------------------
 
 
