@@ -1,9 +1,10 @@
 #!/bin/sh
-# Installs what the demo and the tests need on Debian 12: the Debian packages
-# (Kamailio with app_python3 and the C auth_diameter module, sipp, PostgreSQL 15,
-# whose server the tests start on their own for the shared store, tshark to decode
-# captured Diameter, freeDiameter as the relay agent, openssl for the test CA) and a
-# venv made from Debian's /usr/bin/python3, the interpreter Kamailio embeds.
+# Installs what the demo and the tests need on Debian 12 or 13: the Debian packages
+# (Kamailio with app_python3 and the C auth_diameter module, sipp, PostgreSQL (15 on
+# Debian 12, 17 on 13), whose server the tests start on their own for the shared
+# store, tshark to decode captured Diameter, freeDiameter as the relay agent, openssl
+# for the test CA) and a venv made from Debian's /usr/bin/python3, the interpreter
+# Kamailio embeds. The package names are the same on both.
 set -eu
 cd "$(dirname "$0")/.."
 

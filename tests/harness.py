@@ -7,6 +7,7 @@ stopped by its own pid. Shared by tests/real, tests/interop, the demo and bench/
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import re
 import shutil
@@ -153,7 +154,19 @@ class ReferenceServer:
 
 # --- PostgreSQL (the shared store) --------------------------------------------------
 
-PG_BIN = Path("/usr/lib/postgresql/15/bin")
+POSTGRESQL_LIB = Path("/usr/lib/postgresql")
+
+
+def postgres_bin() -> Path:
+    """The bin directory of the newest PostgreSQL server installed (Debian's ``postgresql``
+    package brings one major version: 15 on Debian 12, 17 on Debian 13), found rather than
+    named so the same tests run on both."""
+    found = [d.parent for d in POSTGRESQL_LIB.glob("*/bin/postgres") if d.parent.parent.name.isdigit()]
+    if not found:
+        raise RuntimeError(f"no PostgreSQL server in {POSTGRESQL_LIB}/*/bin: run scripts/bootstrap.sh")
+    return max(found, key=lambda d: int(d.parent.name))
+
+
 INITDB_ARGS = ("-A", "trust", "-U", "postgres", "-E", "UTF8", "--locale=C", "--no-sync")
 
 
@@ -166,10 +179,11 @@ def _as_postgres(*cmd: str | Path, cwd: Path) -> None:
 
 @dataclass
 class Postgres:
-    """A PostgreSQL 15 of the test's own: initdb into a temporary directory owned by the
-    postgres user (pytest's own tmp dirs are root-only), TCP on 127.0.0.1 only, trust
-    authentication, one database. stop() keeps the data for start() to serve again
-    (the database going away and coming back); remove() also deletes it."""
+    """A PostgreSQL server of the test's own (the installed one, :func:`postgres_bin`):
+    initdb into a temporary directory owned by the postgres user (pytest's own tmp dirs
+    are root-only), TCP on 127.0.0.1 only, trust authentication, one database. stop()
+    keeps the data for start() to serve again (the database going away and coming
+    back); remove() also deletes it."""
 
     log_path: Path
     port: int = field(default_factory=free_port)
@@ -182,19 +196,18 @@ class Postgres:
         return f"postgresql://postgres@127.0.0.1:{self.port}/{self.dbname}"
 
     def start(self, timeout: float = 20.0) -> Postgres:
-        if not (PG_BIN / "postgres").exists():
-            raise RuntimeError(f"no PostgreSQL 15 in {PG_BIN}: run scripts/bootstrap.sh")
+        pg_bin = postgres_bin()
         fresh = self.base is None
         if self.base is None:
             self.base = Path(tempfile.mkdtemp(prefix="auth-diameter-pg-"))
             for d in (self.base, self.base / "data", self.base / "sock"):
                 d.mkdir(exist_ok=True)
                 shutil.chown(d, "postgres", "postgres")
-            _as_postgres(PG_BIN / "initdb", "-D", self.base / "data", *INITDB_ARGS, cwd=self.base)
+            _as_postgres(pg_bin / "initdb", "-D", self.base / "data", *INITDB_ARGS, cwd=self.base)
         log = open(self.log_path, "ab")
         data, sock = str(self.base / "data"), str(self.base / "sock")
         self.proc = subprocess.Popen(
-            ["runuser", "-u", "postgres", "--", str(PG_BIN / "postgres"), "-D", data, "-k", sock, "-p", str(self.port),
+            ["runuser", "-u", "postgres", "--", str(pg_bin / "postgres"), "-D", data, "-k", sock, "-p", str(self.port),
              "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"],
             cwd=self.base,
             stdout=log,
@@ -202,7 +215,7 @@ class Postgres:
         )  # fmt: skip
         log.close()
         deadline = time.monotonic() + timeout
-        ready = [str(PG_BIN / "pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres"]
+        ready = [str(pg_bin / "pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres"]
         while subprocess.run(ready).returncode != 0:
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 self.stop()
@@ -210,7 +223,7 @@ class Postgres:
             time.sleep(0.1)
         if fresh:
             r = subprocess.run(
-                [str(PG_BIN / "createdb"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", self.dbname],
+                [str(pg_bin / "createdb"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", self.dbname],
                 capture_output=True,
                 text=True,
             )
@@ -223,12 +236,13 @@ class Postgres:
         assert self.base is not None and self.proc is not None, "start() first"
         sock = str(self.base / "sock")
         escaped = password.replace("'", "''")
-        _as_postgres(PG_BIN / "psql", "-h", sock, "-p", str(self.port), "-U", "postgres", "-d", self.dbname,
+        pg_bin = postgres_bin()
+        _as_postgres(pg_bin / "psql", "-h", sock, "-p", str(self.port), "-U", "postgres", "-d", self.dbname,
                      "-c", f"ALTER ROLE postgres PASSWORD '{escaped}'", cwd=self.base)  # fmt: skip
         hba = self.base / "data" / "pg_hba.conf"
         hba.write_text("local all all trust\nhost all all 127.0.0.1/32 scram-sha-256\n")
         shutil.chown(hba, "postgres", "postgres")
-        _as_postgres(PG_BIN / "pg_ctl", "reload", "-D", self.base / "data", cwd=self.base)
+        _as_postgres(pg_bin / "pg_ctl", "reload", "-D", self.base / "data", cwd=self.base)
 
     def stop(self) -> None:
         """Fast shutdown (SIGINT) of the postmaster by the pid in its postmaster.pid."""
@@ -365,6 +379,26 @@ class Kamailio:
         rc = self.proc.returncode
         self.proc = None
         return rc
+
+
+@functools.cache
+def kamailio_version() -> tuple[int, int, int]:
+    """The installed Kamailio's version, from ``kamailio -v`` (``version: kamailio 6.0.1 (x86_64/linux)``)."""
+    out = subprocess.run(["kamailio", "-v"], capture_output=True, text=True, timeout=10, check=True).stdout
+    m = re.search(r"version: kamailio (\d+)\.(\d+)\.(\d+)", out)
+    if m is None:
+        raise RuntimeError(f"no version in the output of kamailio -v: {out!r}")
+    return int(m.group(1)), int(m.group(2)), int(m.group(3))
+
+
+def large_sip_messages() -> dict[str, str]:
+    """The define that lets kamailio.cfg.example take SIP messages of up to 65535 bytes.
+
+    Kamailio 5.6 takes that much (its BUF_SIZE); 5.8 added the core parameter
+    msg_recv_max_size and drops any message of 32767 bytes or more by default, before
+    the script runs. Tests that need a request whose Diameter message cannot fit a
+    frame (over 64 KiB) raise it where it exists; 5.6 would refuse the unknown name."""
+    return {"MSG_RECV_MAX_SIZE": "65535"} if kamailio_version() >= (5, 8, 0) else {}
 
 
 def example_kamailio(run_dir: Path, diameter_port: int, children: int = 2, **defines: str) -> Kamailio:
