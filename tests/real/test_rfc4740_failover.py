@@ -17,7 +17,7 @@ import pytest
 from diameter.message import Message
 
 from tests.fake_peer import SILENT, FakePeer, answer_mar
-from tests.harness import Kamailio, ReferenceServer, SipClient, example_kamailio, free_port
+from tests.harness import Kamailio, ReferenceServer, SipClient, example_kamailio, free_port, large_sip_messages
 from tests.real.conftest import GROUPS, USERS, mar_count, run
 from tests.real.test_faults import set_cfg
 from tests.real.test_rfc4740 import rfc4740_defines
@@ -48,7 +48,8 @@ def pair(tmp_path: Path) -> Iterator[tuple[ReferenceServer, ReferenceServer]]:
 def kamailio(tmp_path: Path, pair: tuple[ReferenceServer, ReferenceServer]) -> Iterator[Kamailio]:
     a, b = pair
     assert a.diameter_port and b.diameter_port
-    k = example_kamailio(tmp_path / "kamailio", a.port, children=4, **rfc4740_defines(a.diameter_port, b.diameter_port))
+    defines = {**rfc4740_defines(a.diameter_port, b.diameter_port), **large_sip_messages()}
+    k = example_kamailio(tmp_path / "kamailio", a.port, children=4, **defines)
     k.start()
     yield k
     k.stop()

@@ -31,6 +31,7 @@ from tests.harness import (
     SipReply,
     example_kamailio,
     free_port,
+    large_sip_messages,
     parse_reply,
     sipp,
 )
@@ -310,7 +311,7 @@ def test_one_huge_request_fails_alone(server: ReferenceServer, tmp_path: Path, m
     oversized frame, the peer was marked failed, the re-send failed the second peer,
     and every request of that worker got 500 for the back-off."""
     defines = rfc4740_defines(server.diameter_port) if mode == "rfc4740" else {}
-    k = example_kamailio(tmp_path / "k", server.port, children=1, **defines)
+    k = example_kamailio(tmp_path / "k", server.port, children=1, **defines, **large_sip_messages())
     k.start()
     try:
         user = "u" * 30_000
