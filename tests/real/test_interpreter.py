@@ -1,16 +1,20 @@
 """A real Kamailio started with another Python's python3 first on PATH.
 
 Embedded CPython takes its prefix from the python3 it finds on PATH when
-``lib/python3.11/os.py`` lies next to it, so Kamailio's Debian libpython then runs
+``lib/python3.X/os.py`` lies next to it, so Kamailio's Debian libpython then runs
 on that build's standard library. The fake build here is Debian's own modules
 behind symlinks, with a broken ``_ssl`` extension standing in for a pyenv 3.11.7's
 (``undefined symbol: _PyModule_Add``): without the check the load fails with a
-traceback from ``import ssl``.
+traceback from ``import ssl``. ``3.X`` is the version of Debian's /usr/bin/python3,
+which the venv running the tests is made from and Kamailio embeds (3.11 on
+Debian 12, 3.13 on Debian 13).
 """
 
 from __future__ import annotations
 
 import os
+import sys
+import sysconfig
 from pathlib import Path
 
 import pytest
@@ -19,18 +23,19 @@ from tests.harness import PYTHON, Kamailio, example_kamailio
 
 pytestmark = pytest.mark.kamailio
 
-STDLIB = Path("/usr/lib/python3.11")
+STDLIB = Path(sysconfig.get_paths()["stdlib"])  # /usr/lib/python3.X, the venv's base
+STDLIB_NAME = f"python{sys.version_info.major}.{sys.version_info.minor}"
 SYSTEM_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"  # what systemd gives a service
 
 
 def other_python(base: Path) -> Path:
-    """A prefix that looks like another Python 3.11 install to getpath; returns its bin dir."""
+    """A prefix that looks like another Python 3.X install to getpath; returns its bin dir."""
     bin_dir = base / "bin"
     bin_dir.mkdir(parents=True)
     stub = bin_dir / "python3"
     stub.write_text("#!/bin/sh\nexit 1\n")
     stub.chmod(0o755)
-    stdlib = base / "lib" / "python3.11"
+    stdlib = base / "lib" / STDLIB_NAME
     dynload = stdlib / "lib-dynload"
     dynload.mkdir(parents=True)
     for entry in STDLIB.iterdir():
@@ -39,7 +44,7 @@ def other_python(base: Path) -> Path:
     for extension in (STDLIB / "lib-dynload").iterdir():
         if not extension.name.startswith("_ssl."):
             (dynload / extension.name).symlink_to(extension)
-    (dynload / "_ssl.cpython-311-x86_64-linux-gnu.so").write_bytes(b"built for another libpython")
+    (dynload / f"_ssl{sysconfig.get_config_var('EXT_SUFFIX')}").write_bytes(b"built for another libpython")
     return bin_dir
 
 
@@ -56,7 +61,7 @@ def test_another_pythons_stdlib_stops_kamailio_with_one_clear_line(tmp_path):
     log = k.log()
     lines = [line for line in log.splitlines() if "auth_diameter: Kamailio's Python" in line]
     assert len(lines) == 1, log[-4000:]
-    assert f"standard library from {tmp_path}/otherpython/lib/python3.11" in lines[0]
+    assert f"standard library from {tmp_path}/otherpython/lib/{STDLIB_NAME}" in lines[0]
     assert f"the python3 first on PATH is {bin_dir}/python3" in lines[0]
     assert "start Kamailio with /usr/bin first on PATH" in lines[0]
     assert "Traceback" not in log and "_ssl" not in log, log[-4000:]
