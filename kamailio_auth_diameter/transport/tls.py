@@ -24,6 +24,13 @@ def client_context(s: Settings) -> ssl.SSLContext:
     except (OSError, ssl.SSLError) as exc:
         raise SettingsError(f"{GROUP}.tls_ca_file: cannot load {s.tls_ca_file!r}: {exc}") from None
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    # A peer that closes without a close_notify (a TLS 1.3 server refusing our certificate
+    # after the handshake, a server that just exits) reads as an end of stream, "peer
+    # closed the connection", as with Python 3.11, which sets this option by default.
+    # Python 3.12+ does not: the read raises SSLEOFError, or BrokenPipeError when OpenSSL's
+    # alert finds the socket closed. Diameter's own length fields already catch a
+    # truncated message, the attack close_notify guards against.
+    ctx.options |= ssl.OP_IGNORE_UNEXPECTED_EOF
     if s.tls_cert_file:
         key_file_warning(s)
         try:

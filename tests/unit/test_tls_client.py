@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import socket
 import ssl
+import threading
 from pathlib import Path
 
 import pytest
@@ -38,6 +40,27 @@ def test_a_ca_file_context_still_verifies_names_and_needs_tls_1_2(pki: Pki) -> N
     ctx = client_context(tls(tls_ca_file=str(pki.ca_cert)))
     assert ctx.verify_mode is ssl.CERT_REQUIRED and ctx.check_hostname
     assert ctx.minimum_version is ssl.TLSVersion.TLSv1_2
+
+
+def test_a_peer_closing_without_close_notify_reads_as_an_end_of_stream(pki: Pki) -> None:
+    """As on Python 3.11. On 3.12+ the read raised SSLEOFError, or BrokenPipeError once
+    OpenSSL's alert found the socket closed: a TLS 1.3 server refusing our certificate
+    after the handshake was logged as "receive failed: [Errno 32] Broken pipe"."""
+    server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_ctx.load_cert_chain(pki.server_cert, pki.server_key)
+    ours, theirs = socket.socketpair()
+    ours.settimeout(5)
+    theirs.settimeout(5)
+
+    def handshake_then_close() -> None:
+        server = server_ctx.wrap_socket(theirs, server_side=True)
+        server.close()  # no unwrap(): the TCP connection ends without a close_notify
+
+    peer = threading.Thread(target=handshake_then_close)
+    peer.start()
+    with client_context(tls(tls_ca_file=str(pki.ca_cert))).wrap_socket(ours, server_hostname="localhost") as s:
+        peer.join(5)
+        assert s.recv(65536) == b""
 
 
 def test_a_key_anyone_may_read_is_refused(pki: Pki, tmp_path: Path) -> None:
