@@ -173,14 +173,16 @@ def _answered(tls_server: TlsServer, identity: Pki | None) -> bool:
     """Whether a client presenting this certificate gets its CER answered.
 
     With TLS 1.3 the client finishes its handshake before the server has checked its
-    certificate, and asyncio (3.11) closes a connection whose handshake failed without
-    sending the TLS alert, so a refusal shows as an end of stream or a reset."""
+    certificate, and asyncio closes a connection whose handshake failed without sending
+    the TLS alert, so a refusal shows as an end of stream or a reset; on Python 3.12+,
+    which no longer ignores an end of stream without close_notify, as SSLEOFError, or
+    BrokenPipeError when the alert OpenSSL then sends finds the socket closed."""
     caps = Capabilities(CLIENT, ("127.0.0.1",), (sip_app.APP_SIP,))
     try:
         with _connect(tls_server.tls_port, _context(tls_server.pki, identity)) as sock:
             sock.sendall(base.encode_cer(caps, 1, 1))
             return _read(sock) is not None
-    except (ssl.SSLError, ConnectionResetError):
+    except (ssl.SSLError, ConnectionResetError, BrokenPipeError):
         return False
 
 
