@@ -50,7 +50,7 @@ class Store(Protocol):
 
     def user_hashes(self, username: str, realm: str) -> UserHashes | None: ...
 
-    def use_nonce(self, nonce: str, nc: int, expires: int) -> bool: ...
+    def use_nonce(self, nonce: str, nc: int, expires: int, request_id: str = "", copy: bool = False) -> bool: ...
 
     def record_failure(self, username: str, realm: str, now: float, forget_before: float) -> int: ...
 
@@ -77,6 +77,17 @@ class DigestCheck(enum.Enum):
 class DigestVerdict:
     check: DigestCheck
     reason: str  # for the server log
+
+
+@dataclass(frozen=True, slots=True)
+class DiameterRequest:
+    """Which RFC 6733 request asks: Origin-Host and end-to-end id name it across every hop
+    and re-send (§3), and ``copy`` is its T flag. A relay that loses a server re-sends the
+    request to another (RFC 6733 §5.5.4); if the lost server had recorded the response's
+    nonce-count before dying, the copy is the same request, not a replay."""
+
+    identity: str
+    copy: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,12 +132,19 @@ class DigestChecker:
         self._next_purge = 0.0
 
     def check(
-        self, realm: str, username: str, params: Mapping[str, str], method: str, target: Target | None
+        self,
+        realm: str,
+        username: str,
+        params: Mapping[str, str],
+        method: str,
+        target: Target | None,
+        request: DiameterRequest | None = None,
     ) -> DigestVerdict:
         """``realm`` is the realm we challenged in (the nonce is bound to it);
         ``params`` are the credentials under their Authorization-header names,
         ``params["realm"]`` the realm the user is looked up in; ``method`` enters
-        H(A2); ``target`` is what the digest ``uri`` must name, when known."""
+        H(A2); ``target`` is what the digest ``uri`` must name, when known;
+        ``request`` is the Diameter request that asks, when it has an identity."""
         nonce = params.get("nonce", "")
         state = self._nonces.check(nonce, realm)
         if state is NonceState.INVALID:
@@ -159,7 +177,8 @@ class DigestChecker:
             return DigestVerdict(DigestCheck.WRONG, f"wrong response for {who!r}")
         if state is NonceState.STALE:
             return DigestVerdict(DigestCheck.STALE, "nonce expired")
-        if not self._store.use_nonce(nonce, int(params["nc"], 16), self._nonces.expiry(nonce)):
+        request_id, copy = (request.identity, request.copy) if request is not None else ("", False)
+        if not self._store.use_nonce(nonce, int(params["nc"], 16), self._nonces.expiry(nonce), request_id, copy):
             return DigestVerdict(
                 DigestCheck.STALE, f"replayed response for {who!r} (nc {params['nc']} not above the last)"
             )
@@ -372,9 +391,11 @@ class SipAuthority:
         challenge = sip_app.DigestChallenge(realm=realm, nonce=self._nonces.make(realm), stale=stale)
         return sip_app.MultimediaAuthAnswer(result_code, challenge, error_message=error)
 
-    def multimedia_auth(self, req: sip_app.MultimediaAuthRequest) -> sip_app.MultimediaAuthAnswer:
+    def multimedia_auth(
+        self, req: sip_app.MultimediaAuthRequest, request: DiameterRequest | None = None
+    ) -> sip_app.MultimediaAuthAnswer:
         try:
-            return self._multimedia_auth(req)
+            return self._multimedia_auth(req, request)
         except StoreUnavailable as exc:
             log.error("store failed, answering 5012: %s", exc)
             return sip_app.MultimediaAuthAnswer(base.RESULT_UNABLE_TO_COMPLY, error_message="user database unavailable")
@@ -388,7 +409,9 @@ class SipAuthority:
                 base.RESULT_UNABLE_TO_COMPLY, error_message="user database unavailable"
             )
 
-    def _multimedia_auth(self, req: sip_app.MultimediaAuthRequest) -> sip_app.MultimediaAuthAnswer:
+    def _multimedia_auth(
+        self, req: sip_app.MultimediaAuthRequest, request: DiameterRequest | None
+    ) -> sip_app.MultimediaAuthAnswer:
         realm = _digest_realm(req)
         if not _SAFE_REALM.fullmatch(realm):
             return sip_app.MultimediaAuthAnswer(
@@ -410,7 +433,7 @@ class SipAuthority:
                 error_message=f"{cred.username!r} may not register {req.sip_aor!r}",
             )
         target = None if register else aor_target(req.sip_aor)
-        v = self._checker.check(realm, cred.username, cred.params(), method, target)
+        v = self._checker.check(realm, cred.username, cred.params(), method, target, request)
         if v.check is DigestCheck.AUTHENTICATED:
             return sip_app.MultimediaAuthAnswer(
                 base.RESULT_SUCCESS if registrar else sip_app.RESULT_SUCCESS_SERVER_NAME_NOT_STORED

@@ -45,7 +45,7 @@ from diameter.message.avp import Avp
 
 from ..wire import base, sip_app
 from ..wire.base import Capabilities, Identity, RequestError
-from .auth import SipAuthority
+from .auth import DiameterRequest, SipAuthority
 from .limits import Limits
 from .listener import Connection, Guard, ServerStats
 
@@ -339,7 +339,9 @@ class PeerSession:
             if unknown is not None:
                 raise RequestError(base.RESULT_AVP_UNSUPPORTED, f"unknown mandatory AVP {unknown.code}", unknown)
             if msg.command == sip_app.CMD_MULTIMEDIA_AUTH:
-                maa = authority.multimedia_auth(sip_app.decode_mar(msg))
+                mar = sip_app.decode_mar(msg)
+                request = DiameterRequest(f"{mar.origin_host};{msg.end_to_end}", bool(msg.flags & base.FLAG_RETRANSMIT))
+                maa = authority.multimedia_auth(mar, request)
                 code, data = maa.result_code, sip_app.encode_maa(msg, identity, maa)
             else:
                 saa = authority.server_assignment(sip_app.decode_sar(msg))

@@ -47,9 +47,10 @@ SCHEMA = (
     value TEXT NOT NULL
 )""",
     """CREATE TABLE IF NOT EXISTS nonce_counts (
-    nonce   TEXT PRIMARY KEY,
-    nc      BIGINT NOT NULL,
-    expires BIGINT NOT NULL
+    nonce      TEXT PRIMARY KEY,
+    nc         BIGINT NOT NULL,
+    expires    BIGINT NOT NULL,
+    request_id TEXT NOT NULL
 )""",
     "CREATE INDEX IF NOT EXISTS nonce_counts_expires ON nonce_counts (expires)",
     """CREATE TABLE IF NOT EXISTS auth_failures (
@@ -140,18 +141,27 @@ class SqlStore:
         )
         return UserHashes(*rows[0]) if rows else None
 
-    def use_nonce(self, nonce: str, nc: int, expires: int) -> bool:
-        """Record that ``nonce`` was answered with nonce-count ``nc``; False if it was
-        already answered with this count or a higher one (a replay). One atomic
-        statement, so two instances racing with the same response cannot both win."""
-        return (
-            self._count(
-                "INSERT INTO nonce_counts (nonce, nc, expires) VALUES (?, ?, ?)"
-                " ON CONFLICT (nonce) DO UPDATE SET nc = excluded.nc WHERE nonce_counts.nc < excluded.nc",
-                (nonce, nc, expires),
-            )
-            == 1
-        )
+    def use_nonce(self, nonce: str, nc: int, expires: int, request_id: str = "", copy: bool = False) -> bool:
+        """Record that ``nonce`` was answered with nonce-count ``nc`` by the Diameter
+        request ``request_id``; False if it was already answered with this count or a
+        higher one (a replay). One atomic statement, so two instances racing with the
+        same response cannot both win.
+
+        ``copy``: the request is a re-sent copy (the T flag): it is no replay if its
+        count was recorded by the very request it copies (same ``request_id``, Origin-Host
+        and end-to-end id), which a server that died before answering may have done.
+        """
+        if self._count(
+            "INSERT INTO nonce_counts (nonce, nc, expires, request_id) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT (nonce) DO UPDATE SET nc = excluded.nc, request_id = excluded.request_id"
+            " WHERE nonce_counts.nc < excluded.nc",
+            (nonce, nc, expires, request_id),
+        ):
+            return True
+        if not (copy and request_id):
+            return False
+        query = "SELECT 1 FROM nonce_counts WHERE nonce = ? AND nc = ? AND request_id = ?"
+        return bool(self._rows(query, (nonce, nc, request_id)))
 
     def record_failure(self, username: str, realm: str, now: float, forget_before: float) -> int:
         """Count one more wrong response for the user and return the count; a count

@@ -56,6 +56,7 @@ def store(postgres: Postgres) -> Iterator[PostgresStore]:
         contract.test_realms_are_stored_in_lower_case,
         contract.test_nonce_counts_must_grow,
         contract.test_failures_count_up_and_are_forgotten,
+        contract.test_a_copy_of_the_request_that_used_a_count_may_use_it_again,
     ],
     ids=lambda f: f.__name__,
 )

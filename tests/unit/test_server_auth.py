@@ -14,7 +14,7 @@ from conftest import Clock
 
 from kamailio_auth_diameter import digest
 from kamailio_auth_diameter.nonce import NonceFactory
-from kamailio_auth_diameter.server.auth import DigestChecker, LegacyAuthority, SipAuthority, Verdict
+from kamailio_auth_diameter.server.auth import DiameterRequest, DigestChecker, LegacyAuthority, SipAuthority, Verdict
 from kamailio_auth_diameter.server.store import SqliteStore
 from kamailio_auth_diameter.sip.credentials import parse_credentials
 from kamailio_auth_diameter.sip.uri import parse_uri
@@ -531,3 +531,19 @@ def test_uri_check_can_be_turned_off(store: SqliteStore, nonces: NonceFactory) -
     nonce = challenge_nonce(decide(authority, request(method="INVITE", ruri=ruri)))
     body = credentials(nonce, method="INVITE", uri="sip:127.0.0.1:5060")
     assert decide(authority, request(body, method="INVITE", ruri=ruri)).result_code == 2001
+
+
+def test_a_relays_copy_of_an_accepted_mar_is_accepted_again(sip_authority: SipAuthority) -> None:
+    """freeDiameter re-sends the MARs a dead server left unanswered to another one, T flag
+    set: if the dead one had recorded the count, that copy must not look like a replay
+    (sipp lost flows in the relay's kill-under-load test). Another request with the same
+    credentials still does."""
+    nonce = mar_nonce(sip_authority)
+    request = mar(mar_credentials(nonce))
+    first = DiameterRequest("w1.kamailio.example.org;4242")
+    assert sip_authority.multimedia_auth(request, first).result_code == 2006
+    copy = DiameterRequest("w1.kamailio.example.org;4242", copy=True)
+    assert sip_authority.multimedia_auth(request, copy).result_code == 2006
+    for other in (DiameterRequest("w1.kamailio.example.org;4243", copy=True), first, None):
+        answer = sip_authority.multimedia_auth(request, other)
+        assert answer.result_code == 2008 and answer.challenge is not None and answer.challenge.stale

@@ -253,3 +253,13 @@ def test_failures_count_up_and_are_forgotten(store: SqliteStore) -> None:
     store.clear_failures("alice", "example.com")
     hashes = store.user_hashes("alice", "example.com")
     assert hashes is not None and (hashes.failures, hashes.blocked_until) == (0, 0.0)
+
+
+def test_a_copy_of_the_request_that_used_a_count_may_use_it_again(store: SqliteStore) -> None:
+    """A relay's re-sent copy (T flag) of a request whose server recorded the count and
+    died before answering: the same Origin-Host and end-to-end id, so no replay."""
+    assert store.use_nonce("c" * 48, 1, 100, "w1.k.example.com;77")
+    assert store.use_nonce("c" * 48, 1, 100, "w1.k.example.com;77", copy=True)
+    assert not store.use_nonce("c" * 48, 1, 100, "w1.k.example.com;77")  # not marked a copy
+    assert not store.use_nonce("c" * 48, 1, 100, "w2.k.example.com;77", copy=True)  # another request
+    assert not store.use_nonce("c" * 48, 1, 100, "", copy=True)
