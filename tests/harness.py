@@ -500,14 +500,16 @@ class SipReply:
 
 
 class SipClient:
-    """A raw UDP SIP client, for requests sipp cannot write (broken headers, odd URIs)."""
+    """A raw UDP SIP client, for requests sipp cannot write (broken headers, odd URIs).
+    ``source``: the loopback address it sends from (127.0.0.2 is not Kamailio's own host)."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, source: str = "127.0.0.1") -> None:
         self.port = port
+        self.source = source
 
     def send(self, request: str, timeout: float = 5.0) -> SipReply:
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-            s.bind(("127.0.0.1", 0))
+            s.bind((self.source, 0))
             lport = s.getsockname()[1]
             data = request.replace("LPORT", str(lport)).replace("\r\n", "\n").replace("\n", "\r\n").encode()
             s.settimeout(timeout)
@@ -532,10 +534,10 @@ class SipClient:
         text = "\n".join(
             [
                 f"{method} {ruri} SIP/2.0",
-                f"Via: SIP/2.0/UDP 127.0.0.1:LPORT;branch={branch}",
+                f"Via: SIP/2.0/UDP {self.source}:LPORT;branch={branch}",
                 f"From: <{from_uri}>;tag={uuid.uuid4().hex[:8]}",
                 f"To: <{to_uri or ruri}>",
-                f"Call-ID: {uuid.uuid4().hex}@127.0.0.1",
+                f"Call-ID: {uuid.uuid4().hex}@{self.source}",
                 f"CSeq: 1 {method}",
                 "Max-Forwards: 70",
                 *headers,

@@ -41,8 +41,15 @@ def run(cmd: Sequence[str], cwd: Path, timeout: float, capture: bool = True) -> 
         "ip link set lo up && ip link add fd0 type veth peer name fd1 && ip addr add 192.0.2.1/32 dev fd0 "
         '&& ip link set fd0 up && exec "$@"'
     )
+    return _unshare(("--net",), script, cmd, cwd, timeout, capture)
+
+
+def _unshare(
+    namespaces: Sequence[str], script: str, cmd: Sequence[str], cwd: Path, timeout: float, capture: bool
+) -> subprocess.CompletedProcess[str]:
+    """``script`` (which ends by exec'ing ``cmd``) in new ``namespaces``, marked inside (ENV)."""
     return subprocess.run(
-        ["unshare", "--net", "sh", "-c", script, "sh", *cmd],
+        ["unshare", *namespaces, "sh", "-c", script, "sh", *cmd],
         cwd=cwd,
         env={**os.environ, ENV: "1"},
         capture_output=capture,
@@ -79,12 +86,4 @@ def run_with_names(
             f"&& mount --bind {shlex.quote(str(hosts_file))} /etc/hosts "
             f'&& mount --bind {shlex.quote(str(resolv_file))} /etc/resolv.conf && exec "$@"'
         )
-        return subprocess.run(
-            ["unshare", "--net", "--mount", "sh", "-c", script, "sh", *cmd],
-            cwd=cwd,
-            env={**os.environ, ENV: "1"},
-            capture_output=capture,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
+        return _unshare(("--net", "--mount"), script, cmd, cwd, timeout, capture)

@@ -282,10 +282,11 @@ class Verdict:
     reason: str = ""  # for the server log
 
 
-class LegacyAuthority:
-    """``hide_unknown_users``: an unknown user gets the answer a wrong password gets
-    (4001 with a fresh challenge) instead of DISC's 5003, so that the SIP replies
-    (401 against 403) do not tell which users exist."""
+class _Authority:
+    """What both dialects decide with: the store, the nonces, one digest checker (shared
+    by a process's listeners, so they purge and throttle as one), and
+    ``hide_unknown_users``: an unknown user gets the answer a wrong password gets, so
+    that replies do not tell which users exist."""
 
     def __init__(
         self,
@@ -299,6 +300,11 @@ class LegacyAuthority:
         self._nonces = nonces
         self._checker = checker or DigestChecker(store, nonces)
         self._hide_unknown = hide_unknown_users
+
+
+class LegacyAuthority(_Authority):
+    """With ``hide_unknown_users`` an unknown user gets 4001 with a fresh challenge
+    instead of DISC's 5003 (401 instead of 403)."""
 
     def _challenge(self, realm: str, reason: str, stale: bool = False) -> Verdict:
         text = f'Digest realm="{realm}", nonce="{self._nonces.make(realm)}", qop="auth"'
@@ -352,7 +358,7 @@ class LegacyAuthority:
         return Verdict(legacy.RESULT_AUTHENTICATION_REJECTED, reason=f"{name!r} not in {group!r}")
 
 
-class SipAuthority:
+class SipAuthority(_Authority):
     """RFC 4740 decisions (Flow A: the nonce is made and the response checked here).
 
     MAR without credentials, or with credentials we cannot use (a nonce that is not
@@ -371,19 +377,6 @@ class SipAuthority:
     SAR NO_ASSIGNMENT with User-Name -> 2001 (nothing is assigned, so nothing
     remains unstored) with SIP-User-Data "groups"; other assignment types -> 5012.
     """
-
-    def __init__(
-        self,
-        store: Store,
-        nonces: NonceFactory,
-        *,
-        checker: DigestChecker | None = None,
-        hide_unknown_users: bool = False,
-    ) -> None:
-        self._store = store
-        self._nonces = nonces
-        self._checker = checker or DigestChecker(store, nonces)
-        self._hide_unknown = hide_unknown_users
 
     def _challenge(
         self, realm: str, result_code: int, stale: bool = False, error: str | None = None

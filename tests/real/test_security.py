@@ -14,10 +14,8 @@ from __future__ import annotations
 
 import hashlib
 import re
-import socket
 import subprocess
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -32,7 +30,6 @@ from tests.harness import (
     example_kamailio,
     free_port,
     large_sip_messages,
-    parse_reply,
     sipp,
 )
 from tests.real.conftest import make_server
@@ -98,15 +95,10 @@ def authorization(
     return base + f', response="{response}", algorithm=MD5, qop=auth, nc={nc}, cnonce="c0ffee"'
 
 
-class Ua:
-    """A raw UDP SIP client bound to a source address of its choice (127.0.0.2 is not
-    Kamailio's own host, so the example cfg's per-source limits apply to it)."""
+class Ua(SipClient):
+    """A UA for the requests of these tests, with credentials of its own making."""
 
-    def __init__(self, port: int, source: str = "127.0.0.1") -> None:
-        self.port = port
-        self.source = source
-
-    def send(
+    def ask(
         self,
         method: str,
         ruri: str,
@@ -118,32 +110,17 @@ class Ua:
         """``user`` is the identity: To for REGISTER (and From, unless ``from_user``), From otherwise."""
         name = "Authorization" if method == "REGISTER" else "Proxy-Authorization"
         to = f"sip:{user}@example.com" if method == "REGISTER" else ruri
-        user = from_user or user
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-            s.bind((self.source, 0))
-            lport = s.getsockname()[1]
-            lines = [
-                f"{method} {ruri} SIP/2.0",
-                f"Via: SIP/2.0/UDP {self.source}:{lport};branch=z9hG4bK{uuid.uuid4().hex[:16]}",
-                f"From: <sip:{user}@example.com>;tag={uuid.uuid4().hex[:8]}",
-                f"To: <{to}>",
-                f"Call-ID: {uuid.uuid4().hex}@{self.source}",
-                f"CSeq: 1 {method}",
-                "Max-Forwards: 70",
-                *([f"{name}: {header}"] if header else []),
-                "Content-Length: 0",
-                "",
-                "",
-            ]
-            s.settimeout(timeout)
-            s.sendto("\r\n".join(lines).encode(), ("127.0.0.1", self.port))
-            while True:
-                reply = parse_reply(s.recvfrom(65536)[0])
-                if reply.code >= 200:
-                    return reply
+        return self.request(
+            method,
+            ruri,
+            from_uri=f"sip:{from_user or user}@example.com",
+            to_uri=to,
+            headers=(f"{name}: {header}",) if header else (),
+            timeout=timeout,
+        )
 
     def challenge(self, method: str = "REGISTER", ruri: str = "sip:example.com", user: str = "alice") -> str:
-        reply = self.send(method, ruri, user=user)
+        reply = self.ask(method, ruri, user=user)
         assert reply.code in (401, 407), reply
         header = reply.header("WWW-Authenticate") or reply.header("Proxy-Authenticate")
         assert header is not None
@@ -184,7 +161,7 @@ def test_group_check_is_on_the_credentials(kamailio: Kamailio, tmp_path: Path) -
     try:
         ua = Ua(kamailio.sip_port)
         ruri = "sip:voicemail@example.com"
-        reply = ua.send("INVITE", ruri, authorization(ua.challenge("INVITE", ruri), "INVITE", ruri, *MALLORY[::2]))
+        reply = ua.ask("INVITE", ruri, authorization(ua.challenge("INVITE", ruri), "INVITE", ruri, *MALLORY[::2]))
         assert (reply.code, reply.reason) == (403, "Not in group voicemail")
         r = sipp("invite_auth_200", kamailio.sip_port, run_dir=tmp_path, auth_user="alice", password="secret",
                  service="voicemail")  # fmt: skip
@@ -227,10 +204,10 @@ def test_replayed_register_is_stale(kamailio: Kamailio) -> None:
     ua = Ua(kamailio.sip_port)
     challenge = ua.challenge()
     first = authorization(challenge, "REGISTER", "sip:example.com")
-    assert ua.send("REGISTER", "sip:example.com", first).code == 200
-    assert stale(ua.send("REGISTER", "sip:example.com", first))
+    assert ua.ask("REGISTER", "sip:example.com", first).code == 200
+    assert stale(ua.ask("REGISTER", "sip:example.com", first))
     second = authorization(challenge, "REGISTER", "sip:example.com", nc="00000002")
-    assert ua.send("REGISTER", "sip:example.com", second).code == 200
+    assert ua.ask("REGISTER", "sip:example.com", second).code == 200
 
 
 @pytest.mark.parametrize("nc", [None, "zzzz", "00000000"])
@@ -238,7 +215,7 @@ def test_responses_without_a_usable_nonce_count_are_challenged(kamailio: Kamaili
     """qop="auth" was offered: a response without it (no nonce-count, so no replay guard)
     or with a malformed count gets a fresh challenge (it was 200)."""
     ua = Ua(kamailio.sip_port)
-    reply = ua.send("REGISTER", "sip:example.com", authorization(ua.challenge(), "REGISTER", "sip:example.com", nc=nc))
+    reply = ua.ask("REGISTER", "sip:example.com", authorization(ua.challenge(), "REGISTER", "sip:example.com", nc=nc))
     assert reply.code == 401 and not stale(reply)
 
 
@@ -249,10 +226,10 @@ def test_captured_invite_sent_to_another_number_is_refused(kamailio: Kamailio) -
     ua = Ua(kamailio.sip_port)
     carol = "sip:carol@example.com"
     header = authorization(ua.challenge("INVITE", carol), "INVITE", carol)
-    reply = ua.send("INVITE", "sip:dave@example.com", header)
+    reply = ua.ask("INVITE", "sip:dave@example.com", header)
     assert reply.code == 407 and not stale(reply)
-    assert ua.send("INVITE", carol, header).code == 200
-    assert stale(ua.send("INVITE", carol, header))
+    assert ua.ask("INVITE", carol, header).code == 200
+    assert stale(ua.ask("INVITE", carol, header))
 
 
 # --- guessing ---------------------------------------------------------------------------
@@ -265,12 +242,12 @@ def test_password_guessing_is_throttled_per_user(kamailio: Kamailio) -> None:
     ua = Ua(kamailio.sip_port)
     for _ in range(6):
         wrong = authorization(ua.challenge(user="bob"), "REGISTER", "sip:example.com", user="bob", password="guess")
-        assert ua.send("REGISTER", "sip:example.com", wrong, user="bob").code in (401, 403)
+        assert ua.ask("REGISTER", "sip:example.com", wrong, user="bob").code in (401, 403)
     right = authorization(ua.challenge(user="bob"), "REGISTER", "sip:example.com", user="bob", password="bobpw")
-    assert ua.send("REGISTER", "sip:example.com", right, user="bob").code in (401, 403)
+    assert ua.ask("REGISTER", "sip:example.com", right, user="bob").code in (401, 403)
     time.sleep(1.1)
     right = authorization(ua.challenge(user="bob"), "REGISTER", "sip:example.com", user="bob", password="bobpw")
-    assert ua.send("REGISTER", "sip:example.com", right, user="bob").code == 200
+    assert ua.ask("REGISTER", "sip:example.com", right, user="bob").code == 200
 
 
 def test_a_source_with_refused_credentials_is_banned(kamailio: Kamailio) -> None:
@@ -282,20 +259,20 @@ def test_a_source_with_refused_credentials_is_banned(kamailio: Kamailio) -> None
         guesser.challenge(user="eve")
     for _ in range(4):  # eve is nobody: every guess is refused (and no user's throttle is touched)
         wrong = authorization(guesser.challenge(user="eve"), "REGISTER", "sip:example.com", user="eve")
-        assert guesser.send("REGISTER", "sip:example.com", wrong, user="eve").code == 403
+        assert guesser.ask("REGISTER", "sip:example.com", wrong, user="eve").code == 403
     time.sleep(0.2)  # the worker records the ban after the 403 went out: another may take the next request first
     with pytest.raises(TimeoutError):
-        guesser.send("REGISTER", "sip:example.com", user="eve", timeout=1.0)
+        guesser.ask("REGISTER", "sip:example.com", user="eve", timeout=1.0)
     assert "banning 127.0.0.2: 4 refused credentials" in kamailio.log()
     other = Ua(kamailio.sip_port, source="127.0.0.3")
-    assert other.send("OPTIONS", "sip:example.com").code == 407
+    assert other.ask("OPTIONS", "sip:example.com").code == 407
 
 
 def test_a_flooding_source_is_banned(kamailio: Kamailio) -> None:
     flooder = Ua(kamailio.sip_port, source="127.0.0.4")
     with pytest.raises(TimeoutError):
         for _ in range(100):
-            flooder.send("OPTIONS", "sip:example.com", timeout=1.0)
+            flooder.ask("OPTIONS", "sip:example.com", timeout=1.0)
     assert "banning 127.0.0.4: request flood" in kamailio.log()
     assert SipClient(kamailio.sip_port).options().code == 407  # Kamailio's own host is never banned
 
@@ -315,7 +292,7 @@ def test_one_huge_request_fails_alone(server: ReferenceServer, tmp_path: Path, m
     k.start()
     try:
         user = "u" * 30_000
-        reply = Ua(k.sip_port).send(
+        reply = Ua(k.sip_port).ask(
             "REGISTER",
             "sip:example.com",
             f'Digest username="{user}", realm="example.com", nonce="n", uri="sip:example.com", response="r"',
@@ -344,13 +321,13 @@ def test_server_options_hide_unknown_users_and_turn_throttling_off(tmp_path: Pat
         k.start()
         ua = Ua(k.sip_port)
         nobody = authorization(ua.challenge(user="nobody"), "REGISTER", "sip:example.com", user="nobody")
-        reply = ua.send("REGISTER", "sip:example.com", nobody, user="nobody")
+        reply = ua.ask("REGISTER", "sip:example.com", nobody, user="nobody")
         assert reply.code == 401 and not stale(reply)
         for _ in range(8):
             wrong = authorization(ua.challenge(), "REGISTER", "sip:example.com", password="guess")
-            assert ua.send("REGISTER", "sip:example.com", wrong).code == 401
+            assert ua.ask("REGISTER", "sip:example.com", wrong).code == 401
         right = authorization(ua.challenge(), "REGISTER", "sip:example.com")
-        assert ua.send("REGISTER", "sip:example.com", right).code == 200
+        assert ua.ask("REGISTER", "sip:example.com", right).code == 200
     finally:
         k.stop()
         s.stop()

@@ -6,7 +6,7 @@ import contextlib
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 from diameter.message import Message
@@ -318,16 +318,21 @@ def test_a_peer_that_keeps_sending_while_we_were_idle_cannot_hold_a_request_past
 # --- one slow answer does not fail the requests after it ------------------------------
 
 
-def test_a_single_peer_that_was_silent_once_is_tried_again(peers: list[FakePeer]) -> None:
-    silent_once = [True]
+def silent_once() -> Callable[[Message], bytes]:
+    """A peer behaviour: no answer to the first request, 2006 to every other."""
+    first = [True]
 
     def behaviour(msg: Message) -> bytes:
-        if silent_once[0]:
-            silent_once[0] = False
+        if first[0]:
+            first[0] = False
             return SILENT
         return answer_mar(msg, Identity("aaa.example.com", "example.com"))
 
-    p = new_peer(peers, behaviour=behaviour)
+    return behaviour
+
+
+def test_a_single_peer_that_was_silent_once_is_tried_again(peers: list[FakePeer]) -> None:
+    p = new_peer(peers, behaviour=silent_once())
     c = client(p.port, reconnect_interval=10_000)
     with pytest.raises(TransportError, match="no answer"):
         ask(c, timeout=0.2)
@@ -336,15 +341,7 @@ def test_a_single_peer_that_was_silent_once_is_tried_again(peers: list[FakePeer]
 
 
 def test_a_silent_peer_is_tried_after_the_others_not_excluded(peers: list[FakePeer]) -> None:
-    silent_once = [True]
-
-    def behaviour(msg: Message) -> bytes:
-        if silent_once[0]:
-            silent_once[0] = False
-            return SILENT
-        return answer_mar(msg, Identity("aaa.example.com", "example.com"))
-
-    a = new_peer(peers, behaviour=behaviour)
+    a = new_peer(peers, behaviour=silent_once())
     dead = FakePeer()
     dead.stop()
     c = client(a.port, dead.port, reconnect_interval=10_000, failover_timeout=100)
@@ -363,7 +360,7 @@ def test_a_connection_that_broke_under_a_request_does_not_exclude_its_peer(peers
             return CLOSE
         return answer_mar(msg, Identity("aaa.example.com", "example.com"))
 
-    a = new_peer(peers, behaviour=behaviour)
+    a = new_peer(peers, behaviour=silent_once())
     dead = FakePeer()
     dead.stop()
     c = client(a.port, dead.port, reconnect_interval=10_000)
