@@ -1,8 +1,9 @@
 """The server's verdicts, pure: one digest/nonce core, two dialects around it.
 
 No sockets here: a decoded request goes in, an answer's content comes out.
-:class:`DigestChecker` judges credentials and returns a neutral :class:`DigestVerdict`;
-each dialect turns it into its own result codes.
+:class:`DigestChecker` judges credentials with the shared core (``digest_check``: the
+plugin judges the same way when it verifies digests itself) and the store, and returns
+a neutral ``DigestVerdict``; each dialect turns it into its own result codes.
 
 Legacy, as DISC's sipauth module gave them (§9): service '6': no credentials, a
 foreign or tampered nonce, or a wrong response -> 4001 with a fresh challenge; an
@@ -18,15 +19,15 @@ connection and the server go on, and the next request asks the store again.
 
 from __future__ import annotations
 
-import enum
 import logging
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
-from .. import digest
-from ..nonce import NonceFactory, NonceState
+from .. import digest_check
+from ..digest_check import Check, DigestVerdict, Target
+from ..nonce import NonceFactory
 from ..sip.credentials import CredentialsError, parse_credentials
 from ..sip.uri import SipUri, UriError, parse_uri
 from ..wire import base, legacy, sip_app
@@ -65,20 +66,6 @@ class Store(Protocol):
     def user_groups(self, name: str) -> list[str] | None: ...
 
 
-class DigestCheck(enum.Enum):
-    AUTHENTICATED = "authenticated"
-    UNUSABLE = "unusable"  # not ours, malformed, not for this request or not what we offered: challenge afresh
-    WRONG = "wrong"  # a wrong response from a known user, or one we did not check (throttled)
-    STALE = "stale"  # a correct response with an expired nonce, or a replayed one: challenge with stale=true
-    UNKNOWN_USER = "unknown user"
-
-
-@dataclass(frozen=True, slots=True)
-class DigestVerdict:
-    check: DigestCheck
-    reason: str  # for the server log
-
-
 @dataclass(frozen=True, slots=True)
 class DiameterRequest:
     """Which RFC 6733 request asks: Origin-Host and end-to-end id name it across every hop
@@ -90,31 +77,13 @@ class DiameterRequest:
     copy: bool = False
 
 
-@dataclass(frozen=True, slots=True)
-class Target:
-    """What the request says it is for, to compare with the digest ``uri``: the user and
-    host of the Request-URI, and its port when the wire format carries it (None: not
-    compared)."""
-
-    user: str
-    host: str
-    port: str | None
-
-
 class DigestChecker:
-    """One judgement of digest credentials, shared by both dialects.
-
-    The order matters. What can be judged without the password comes first and
-    gets a fresh challenge (a nonce that is not ours, a qop, algorithm or
-    nonce-count we did not offer or cannot read, a ``uri`` that is not the request's:
-    RFC 7616 §3.4 makes the server check it, or a captured INVITE could be replayed
-    to call someone else). Then the user, and the throttle: while a user is blocked
-    after repeated wrong responses, responses are answered as wrong without being
-    checked, so a guesser learns nothing during the block. Then the response. Only
-    a correct one is told it is stale (RFC 7616 §3.3: stale=true means the digest
-    was valid), and only a correct one consumes a nonce-count: the count must grow
-    for each nonce (a replay is refused, across every process and instance sharing
-    the store), and a wrong guess cannot burn the counts of the user's real nonce.
+    """The server's judgement of digest credentials: the shared core's order (see
+    ``digest_check``) with the store's HA1s and nonce counts, and the throttle: while a
+    user is blocked after repeated wrong responses, responses are answered as wrong
+    without being checked, so a guesser learns nothing during the block. The nonce
+    counts live in the store, so a replay is refused across every process and instance
+    sharing it.
     """
 
     def __init__(
@@ -145,46 +114,35 @@ class DigestChecker:
         ``params["realm"]`` the realm the user is looked up in; ``method`` enters
         H(A2); ``target`` is what the digest ``uri`` must name, when known;
         ``request`` is the Diameter request that asks, when it has an identity."""
-        nonce = params.get("nonce", "")
-        state = self._nonces.check(nonce, realm)
-        if state is NonceState.INVALID:
-            return DigestVerdict(DigestCheck.UNUSABLE, "nonce not ours")
-        unusable = _unusable(params, target if self._check_uri else None)
-        if unusable:
-            return DigestVerdict(DigestCheck.UNUSABLE, unusable)
+        screened = digest_check.screen(self._nonces, realm, params, target if self._check_uri else None)
+        if isinstance(screened, DigestVerdict):
+            return screened
         cred_realm = params.get("realm", "").lower()
-        user, at, domain = username.partition("@")
-        hashes = self._store.user_hashes(user, cred_realm) if (not at or domain.lower() == cred_realm) else None
-        if hashes is None:
-            return DigestVerdict(DigestCheck.UNKNOWN_USER, f"unknown user {username!r}@{cred_realm!r}")
+        split = digest_check.split_username(username, cred_realm)
+        hashes = self._store.user_hashes(split[0], cred_realm) if split is not None else None
+        if split is None or hashes is None:
+            return DigestVerdict(Check.UNKNOWN_USER, f"unknown user {username!r}@{cred_realm!r}")
+        user, with_domain = split
         now = self._clock()
         self._purge(now)
         who = f"{user}@{cred_realm}"
         if hashes.blocked_until > now:
             return DigestVerdict(
-                DigestCheck.WRONG, f"response for {who!r} not checked: throttled for {hashes.blocked_until - now:.1f} s"
+                Check.WRONG, f"response for {who!r} not checked: throttled for {hashes.blocked_until - now:.1f} s"
             )
-        d = digest.DigestInput(
-            method=method,
-            uri=params["uri"],
-            nonce=nonce,
-            qop=params["qop"],
-            nc=params["nc"],
-            cnonce=params["cnonce"],
-        )
-        if not digest.check(hashes.ha1b if at else hashes.ha1, d, params.get("response", "")):
+        check = digest_check.judge(screened, hashes.ha1b if with_domain else hashes.ha1, method)
+        if check is Check.WRONG:
             self._failed(user, cred_realm, now)
-            return DigestVerdict(DigestCheck.WRONG, f"wrong response for {who!r}")
-        if state is NonceState.STALE:
-            return DigestVerdict(DigestCheck.STALE, "nonce expired")
+            return DigestVerdict(Check.WRONG, f"wrong response for {who!r}")
+        if check is Check.STALE:
+            return DigestVerdict(Check.STALE, "nonce expired")
+        nonce = params["nonce"]
         request_id, copy = (request.identity, request.copy) if request is not None else ("", False)
-        if not self._store.use_nonce(nonce, int(params["nc"], 16), self._nonces.expiry(nonce), request_id, copy):
-            return DigestVerdict(
-                DigestCheck.STALE, f"replayed response for {who!r} (nc {params['nc']} not above the last)"
-            )
+        if not self._store.use_nonce(nonce, screened.nc, self._nonces.expiry(nonce), request_id, copy):
+            return DigestVerdict(Check.STALE, f"replayed response for {who!r} (nc {params['nc']} not above the last)")
         if hashes.failures:
             self._store.clear_failures(user, cred_realm)
-        return DigestVerdict(DigestCheck.AUTHENTICATED, f"authenticated {who!r}")
+        return DigestVerdict(Check.AUTHENTICATED, f"authenticated {who!r}")
 
     def _failed(self, user: str, realm: str, now: float) -> None:
         policy = self._throttle
@@ -210,40 +168,6 @@ class DigestChecker:
                 self._store.purge(now - COUNT_GRACE, now - self._throttle.forget_after)
             except StoreUnavailable as exc:
                 log.error("store failed while purging expired nonce counts: %s", exc)
-
-
-def _unusable(params: Mapping[str, str], target: Target | None) -> str:
-    """Why these credentials cannot answer our challenge for this request ("" if they can).
-
-    Our challenges always offer qop="auth" with MD5, so a response must use them
-    (RFC 7616 §3.4: the qop is one the server offered; without it there would be no
-    nonce-count to guard against replay).
-    """
-    qop = params.get("qop", "")
-    if qop.lower() != "auth":
-        return f"qop {qop!r} where 'auth' was offered" if qop else "no qop where 'auth' was offered"
-    algorithm = params.get("algorithm", "MD5")
-    if algorithm.upper() != "MD5":
-        return f"algorithm {algorithm!r} where MD5 was offered"
-    nc = params.get("nc", "")
-    if not _NONCE_COUNT.fullmatch(nc) or int(nc, 16) == 0:
-        return f"nonce-count {nc!r} is not 8 hex digits from 00000001"
-    if not params.get("cnonce"):
-        return "no cnonce"
-    uri = params.get("uri", "")
-    if target is not None and not _names(uri, target):
-        return f"digest uri {uri!r} is not the request's ({target.user}@{target.host})"
-    return ""
-
-
-def _names(uri: str, target: Target) -> bool:
-    try:
-        u = parse_uri(uri)
-    except UriError:
-        return False
-    if u.user != target.user or u.host.lower() != target.host.lower():
-        return False
-    return target.port is None or u.port == target.port
 
 
 def resource_target(resource: bytes) -> Target | None:
@@ -344,11 +268,11 @@ class LegacyAuthority(_Authority):
         if target is None:
             return Verdict(legacy.RESULT_UNABLE_TO_COMPLY, reason=f"unusable Resource {resource!r}")
         v = self._checker.check(realm, cred.username, cred.params, method, target)
-        if v.check is DigestCheck.AUTHENTICATED:
+        if v.check is Check.AUTHENTICATED:
             return Verdict(legacy.RESULT_SUCCESS, reason=v.reason)
-        if v.check is DigestCheck.UNKNOWN_USER and not self._hide_unknown:
+        if v.check is Check.UNKNOWN_USER and not self._hide_unknown:
             return Verdict(legacy.RESULT_AUTHORIZATION_REJECTED, reason=v.reason)
-        return self._challenge(realm, v.reason, stale=v.check is DigestCheck.STALE)
+        return self._challenge(realm, v.reason, stale=v.check is Check.STALE)
 
     def _group(self, request: legacy.Message) -> Verdict:
         name = (request.first(legacy.AVP_USER_NAME) or b"").rstrip(b"\0").decode("utf-8", "replace")
@@ -427,15 +351,15 @@ class SipAuthority(_Authority):
             )
         target = None if register else aor_target(req.sip_aor)
         v = self._checker.check(realm, cred.username, cred.params(), method, target, request)
-        if v.check is DigestCheck.AUTHENTICATED:
+        if v.check is Check.AUTHENTICATED:
             return sip_app.MultimediaAuthAnswer(
                 base.RESULT_SUCCESS if registrar else sip_app.RESULT_SUCCESS_SERVER_NAME_NOT_STORED
             )
-        if v.check is DigestCheck.UNKNOWN_USER and not self._hide_unknown:
+        if v.check is Check.UNKNOWN_USER and not self._hide_unknown:
             return sip_app.MultimediaAuthAnswer(sip_app.RESULT_ERROR_USER_UNKNOWN, error_message=v.reason)
-        if v.check in (DigestCheck.WRONG, DigestCheck.UNKNOWN_USER):
+        if v.check in (Check.WRONG, Check.UNKNOWN_USER):
             return self._challenge(realm, base.RESULT_AUTHENTICATION_REJECTED, error="authentication rejected")
-        return self._challenge(realm, challenge_code, stale=v.check is DigestCheck.STALE)
+        return self._challenge(realm, challenge_code, stale=v.check is Check.STALE)
 
     def _server_assignment(self, req: sip_app.ServerAssignmentRequest) -> sip_app.ServerAssignmentAnswer:
         if req.assignment_type != sip_app.ASSIGNMENT_NO_ASSIGNMENT:
