@@ -45,6 +45,8 @@ from pathlib import Path
 
 from kamailio_auth_diameter import authorize, digest
 from kamailio_auth_diameter.authorize import Result
+from kamailio_auth_diameter.backend import legacy as legacy_backend
+from kamailio_auth_diameter.backend import rfc4740 as rfc4740_backend
 from kamailio_auth_diameter.nonce import NonceFactory
 from kamailio_auth_diameter.outcome import Outcome
 from kamailio_auth_diameter.peer_state import PeerError, PeerProtocol, State
@@ -664,7 +666,7 @@ def run_legacy_server(world: World, data: bytes, rng: random.Random) -> str:
 
 def decide_legacy(answer: legacy.Answer) -> str:
     """The plugin's verdict on a legacy answer, as plugin.py makes it, for both functions."""
-    result = legacy.auth_result(answer)
+    result = legacy_backend.verdict(answer)
     if not isinstance(result, Result):
         raise ContractBroken(f"not a Result: {result!r}")
     for proxy in (False, True):
@@ -674,12 +676,12 @@ def decide_legacy(answer: legacy.Answer) -> str:
 
 def decide_maa(answer: sip_app.MultimediaAuthAnswer) -> str:
     """The plugin's verdict on an MAA, as plugin.py makes it, for both functions."""
-    result = sip_app.auth_result(answer)
+    result = rfc4740_backend.verdict(answer)
     if not isinstance(result, Result):
         raise ContractBroken(f"not a Result: {result!r}")
     value = None
     if result is Result.CHALLENGE and answer.challenge is not None:
-        value = sip_app.challenge_value(answer.challenge)
+        value = rfc4740_backend.challenge_value(answer.challenge)
     for proxy in (False, True):
         check_outcome(authorize.result_outcome(result, value, proxy))
     return result.value

@@ -11,25 +11,21 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
-from .. import __version__, authorize, group, outcome
+from .. import __version__, authorize, backend, group, outcome
 from ..logtext import printable
 from ..outcome import Outcome
 from ..settings import Settings, SettingsError
 from ..sip.credentials import Credentials
-from ..transport.client import DiameterClient, LocalPeer, resolve_identity
 from ..transport.resolve import local_fqdn
-from ..transport.stream import RequestTooLarge, StreamTransport, TransportError
-from ..wire import base, legacy, sip_app
+from ..transport.stream import RequestTooLarge
 from . import cfgfile
 from .config import CfgSettings
 from .request import read_auth_request
 
 _LOG_REPEAT_S = 5.0
 FQDN_WAIT = 2.0  # s: how long start-up may wait for DNS to name this host (the default Origin-Host)
-A = TypeVar("A")
 _PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -37,16 +33,12 @@ class AuthDiameter:
     def __init__(self, ksr: Any, cfg: CfgSettings, clock=time.monotonic, host_name: str | None = None) -> None:
         self._ksr = ksr
         self._cfg = cfg
-        self._host_name = host_name  # this machine's FQDN, found at start-up: no DNS in a request
         self._clock = clock
-        self._transport = StreamTransport(clock=clock)
-        self._configured: Settings | None = None  # the settings the transport was last given
-        self._rank: int | None = None  # Kamailio's process rank, from child_init
-        self._client: DiameterClient | None = None  # rfc4740 mode
-        self._client_settings: Settings | None = None
-        self._client_identity: tuple[str, str, str] = ("", "", "")  # origin host, origin realm, destination realm
-        self._origin = base.Identity("", "")  # Origin-Host/Realm of this worker's requests
-        self._sessions = base.SessionIds("")
+        # host_name: this machine's FQDN, found at start-up: no DNS in a request
+        self._env = backend.Environment(clock=clock, log=self._error, host_name=host_name, ksr=ksr)
+        self._backend: backend.Backend | None = None
+        self._protocol = ""  # the mode of self._backend
+        self._configured: Settings | None = None  # the settings self._backend was last given
         self._group_params: dict[str, group.GroupQuery] = {}
         # credentials authorized for the message being processed, for who=Credentials
         self._authorized_msgid: int | None = None
@@ -58,7 +50,7 @@ class AuthDiameter:
     def child_init(self, rank: int) -> int:
         """Remember the rank (it names this worker's Diameter identity); connections
         are opened by the first request that needs them."""
-        self._rank = rank if isinstance(rank, int) else None
+        self._env.rank = rank if isinstance(rank, int) else None
         return 0
 
     def diameter_www_authorize(self, msg: Any, realm: str = "") -> int:
@@ -110,25 +102,10 @@ class AuthDiameter:
         plan = authorize.plan(req, realm, proxy, bool(settings.identity_check))
         if isinstance(plan, Outcome):
             return plan
-        if settings.protocol == "rfc4740":
-            return self._decide_rfc4740(settings, plan, proxy, msgid, start)
-        try:
-            request = legacy.encode_auth_request(plan.ruri, plan.identity, msgid, plan.credentials, plan.method)
-        except legacy.LegacyError as exc:
-            self._error(f"authorize: cannot build the request: {exc}")
+        chosen = self._backend_for(settings, start)
+        if chosen is None:
             return outcome.SERVER_ERROR
-        answer = self._exchange(settings, request, msgid, start)
-        if answer is None:
-            return outcome.SERVER_ERROR
-        result = legacy.auth_result(answer)
-        if result is authorize.Result.SERVER_ERROR:
-            code = answer.result_code
-            self._error(
-                f"authorize: server answered Result-Code {code}" if code else "authorize: answer without Result-Code"
-            )
-        decided = authorize.result_outcome(result, answer.challenge, proxy, plan.credentials is not None)
-        if decided is outcome.SERVER_ERROR and result is authorize.Result.CHALLENGE:
-            self._error("authorize: refused a challenge that is empty, not UTF-8 or has CR/LF/NUL inside")
+        decided = chosen.authorize(plan, proxy, msgid, start)
         self._remember(decided, plan.credentials, proxy, msgid)
         return decided
 
@@ -139,39 +116,6 @@ class AuthDiameter:
                 self._authorized_msgid = msgid
                 self._authorized = {}
             self._authorized[proxy] = credentials
-
-    def _decide_rfc4740(
-        self, settings: Settings, plan: authorize.AuthContext, proxy: bool, msgid: int, start: float
-    ) -> Outcome:
-        client = self._rfc4740_client(settings, start)
-        if client is None:
-            return outcome.SERVER_ERROR
-        try:
-            mar = sip_app.mar_for(plan, plan.realm, self._sessions(), self._origin, self._client_identity[2])
-        except sip_app.IncompleteCredentials as exc:
-            self._error(f"authorize: {exc}")
-            return outcome.BAD_REQUEST
-        if mar is None:
-            self._error("authorize: cannot build the MAR: the URI has no host or there is no realm")
-            return outcome.SERVER_ERROR
-
-        def build(hop: int, e2e: int, retransmit: bool) -> bytes:
-            return sip_app.encode_mar(mar, hop, e2e, retransmit)
-
-        answer = self._ask(client, settings, build, start, sip_app.decode_maa, "authorize: unusable MAA")
-        if answer is None:
-            return outcome.SERVER_ERROR
-        result = sip_app.auth_result(answer)
-        if result is authorize.Result.SERVER_ERROR:
-            self._error(f"authorize: server answered Result-Code {answer.result_code}")
-        value = None
-        if result is authorize.Result.CHALLENGE and answer.challenge is not None:
-            value = sip_app.challenge_value(answer.challenge)
-            if value is None:
-                self._error("authorize: refused a challenge whose values would break the header")
-        decided = authorize.result_outcome(result, value, proxy, plan.credentials is not None)
-        self._remember(decided, plan.credentials, proxy, msgid)
-        return decided
 
     def _send(self, result: Outcome) -> int:
         if result.code:
@@ -214,126 +158,36 @@ class AuthDiameter:
         plan = group.plan(query.who, uri, ruri, authorized, bool(settings.use_domain))
         if isinstance(plan, int):
             return plan
-        if settings.protocol == "rfc4740":
-            return self._is_user_in_rfc4740(settings, plan, query.group)
-        try:
-            request = legacy.encode_group_request(plan.destination_realm, msgid, query.group, plan.user_name)
-        except legacy.LegacyError as exc:
-            self._error(f"diameter_is_user_in: cannot build the request: {exc}")
-            return group.ERROR
-        answer = self._exchange(settings, request, msgid, self._clock())
-        if answer is None:
-            return group.ERROR
-        return group.USER_IN if answer.result_code == legacy.RESULT_SUCCESS else group.ERROR
-
-    def _is_user_in_rfc4740(self, settings: Settings, plan: group.GroupContext, wanted: str) -> int:
-        """SAR NO_ASSIGNMENT for the user's "groups" SIP-User-Data (see wire/sip_app.py)."""
         start = self._clock()
-        client = self._rfc4740_client(settings, start)
-        if client is None:
+        chosen = self._backend_for(settings, start)
+        if chosen is None:
             return group.ERROR
-        sar = sip_app.ServerAssignmentRequest(
-            session_id=self._sessions(),
-            origin_host=self._origin.origin_host,
-            origin_realm=self._origin.origin_realm,
-            destination_realm=self._client_identity[2],
-            assignment_type=sip_app.ASSIGNMENT_NO_ASSIGNMENT,
-            user_name=plan.user_name.decode("utf-8", "replace"),
-            supported_user_data_types=(sip_app.GROUPS_USER_DATA_TYPE,),
-        )
+        return chosen.is_user_in(plan, query.group, msgid, start)
 
-        def build(hop: int, e2e: int, retransmit: bool) -> bytes:
-            return sip_app.encode_sar(sar, hop, e2e, retransmit)
+    # --- the mode ---------------------------------------------------------------------
 
-        answer = self._ask(client, settings, build, start, sip_app.decode_saa, "diameter_is_user_in: unusable SAA")
-        if answer is None:
-            return group.ERROR
-        if answer.result_code not in (base.RESULT_SUCCESS, sip_app.RESULT_SUCCESS_SERVER_NAME_NOT_STORED):
-            if answer.result_code != sip_app.RESULT_ERROR_USER_UNKNOWN:
-                self._error(f"diameter_is_user_in: server answered Result-Code {answer.result_code}")
-            return group.ERROR
-        groups = sip_app.groups_of(answer.user_data)
-        if groups is None:
-            self._error("diameter_is_user_in: SAA without a 'groups' SIP-User-Data")
-            return group.ERROR
-        return group.USER_IN if wanted in groups else group.ERROR
-
-    # --- rfc4740 peer ---------------------------------------------------------------
-
-    def _rfc4740_client(self, settings: Settings, start: float) -> DiameterClient | None:
-        """This worker's client, rebuilt when its identity settings change; parting from
-        the old connections (DPR, DPA, FIN) waits no longer than this request may."""
-        if settings is self._client_settings and self._client is not None:
-            return self._client
+    def _backend_for(self, settings: Settings, start: float) -> backend.Backend | None:
+        """This worker's backend for the settings, replaced when ``protocol`` changes and
+        reconfigured when another setting does; parting from old connections waits no
+        longer than this request may. None (logged) if the settings cannot be used."""
+        if settings is self._configured and self._backend is not None:
+            return self._backend
         deadline = start + settings.answer_timeout / 1000.0
-        identity = resolve_identity(settings, self._rank, self._host_name)
+        if self._backend is None or settings.protocol != self._protocol:
+            if self._backend is not None:
+                self._backend.close(deadline)
+            self._backend = backend.choose(settings.protocol, self._env)
+            self._protocol = settings.protocol
         try:
-            if self._client is None or identity != self._client_identity:
-                if self._client is not None:
-                    self._client.close(deadline)
-                origin = base.Identity(identity[0], identity[1])
-                self._client = DiameterClient(
-                    LocalPeer(origin, (sip_app.APP_SIP,), int(time.time())), clock=self._clock
-                )
-                self._client.offset = self._rank if self._rank is not None and self._rank > 0 else os.getpid()
-                self._client_identity, self._origin = identity, origin
-                self._sessions = base.SessionIds(origin.origin_host)
-            self._client.configure(settings, deadline)
+            self._backend.configure(settings, deadline)
         except SettingsError as exc:
-            self._error(f"rfc4740 settings unusable: {exc}")
-            self._client_settings = None
+            self._error(f"{settings.protocol} settings unusable: {exc}")
+            self._configured = None
             return None
-        self._client_settings = settings
-        return self._client
-
-    def _ask(
-        self,
-        client: DiameterClient,
-        settings: Settings,
-        build: Callable[[int, int, bool], bytes],
-        start: float,
-        decode: Callable[[bytes], tuple[base.AnswerInfo, A]],
-        unusable: str,
-    ) -> A | None:
-        """The decoded answer to ``build``'s request, or None after logging why not."""
-        try:
-            frame = client.request(build, start, settings.answer_timeout / 1000.0)
-        except RequestTooLarge:
-            raise
-        except TransportError as exc:
-            self._error(f"Diameter exchange failed: {exc}")
-            return None
-        try:
-            return decode(frame)[1]
-        except (base.DecodeError, base.RequestError) as exc:
-            self._error(f"{unusable}: {exc}")
-            return None
+        self._configured = settings
+        return self._backend
 
     # --- shared ---------------------------------------------------------------------
-
-    def _exchange(self, settings: Settings, request: bytes, msgid: int, start: float) -> legacy.Answer | None:
-        transport = self._transport
-        if settings is not self._configured:
-            transport.configure(
-                settings.diameter_client_host,
-                settings.diameter_client_port,
-                settings.connect_timeout,
-                settings.reconnect_interval,
-            )
-            self._configured = settings
-        want = msgid & 0xFFFFFFFF
-
-        def accept(frame: bytes) -> legacy.Answer | None:
-            answer = legacy.decode_answer(frame)
-            return answer if answer.msgid == want else None
-
-        try:
-            return transport.exchange(request, start, settings.answer_timeout / 1000.0, accept)
-        except RequestTooLarge:
-            raise
-        except TransportError as exc:
-            self._error(f"Diameter exchange failed: {exc}")
-            return None
 
     def _error(self, text: str) -> None:
         """Log an error, but the same text at most once per few seconds per process.
@@ -370,7 +224,7 @@ def create(ksr: Any) -> AuthDiameter:
     )
     s = cfg.startup
     # the FQDN takes DNS: ask once now, not in a request, and only if it names us
-    needs_name = s is not None and s.protocol == "rfc4740" and not s.origin_host
+    needs_name = s is not None and backend.needs_host_name(s.protocol) and not s.origin_host
     return AuthDiameter(ksr, cfg, host_name=local_fqdn(FQDN_WAIT) if needs_name else None)
 
 

@@ -16,7 +16,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 
-from ..authorize import Result
 from ..sip.credentials import Credentials
 from ..sip.uri import SipUri
 from .framing import HEADER_LEN
@@ -288,17 +287,3 @@ def decode_answer(raw: bytes) -> Answer:
         result_code=int.from_bytes(rc, "big") if rc is not None else None,
         challenge=challenge,
     )
-
-
-def auth_result(answer: Answer) -> Result:
-    """§5.2, except that a missing Result-Code is a server error instead of a crash (B2)."""
-    rc = answer.result_code
-    if rc == RESULT_SUCCESS:
-        return Result.AUTHORIZED
-    if rc == RESULT_AUTHENTICATION_REJECTED:
-        if answer.service != SERVICE_AUTH:
-            return Result.NOT_AUTHORIZED
-        return Result.CHALLENGE if answer.challenge is not None else Result.SERVER_ERROR
-    if rc == RESULT_AUTHORIZATION_REJECTED:
-        return Result.NOT_AUTHORIZED
-    return Result.SERVER_ERROR

@@ -7,6 +7,7 @@ import struct
 import pytest
 
 from kamailio_auth_diameter.authorize import Result
+from kamailio_auth_diameter.backend import legacy as legacy_backend
 from kamailio_auth_diameter.sip.credentials import Credentials, parse_credentials
 from kamailio_auth_diameter.sip.uri import parse_uri
 from kamailio_auth_diameter.wire import legacy
@@ -324,7 +325,7 @@ def test_avp_order_does_not_matter() -> None:
 def test_missing_result_code_is_server_error_not_a_crash() -> None:  # bug B2
     answer = legacy.decode_answer(message(SVC6, MSGID1))
     assert answer.result_code is None
-    assert legacy.auth_result(answer) is Result.SERVER_ERROR
+    assert legacy_backend.verdict(answer) is Result.SERVER_ERROR
 
 
 def test_last_result_code_wins() -> None:
@@ -414,7 +415,7 @@ def test_zero_length_challenge_is_not_a_usable_challenge() -> None:
     from kamailio_auth_diameter import authorize, outcome
 
     answer = legacy.decode_answer(message(SVC6, MSGID1, RC4001, avp(402, b"")))
-    result = legacy.auth_result(answer)
+    result = legacy_backend.verdict(answer)
     # whatever the codec makes of it, the UA must get a 500, never an empty 401 header
     assert authorize.result_outcome(result, answer.challenge, proxy=False) is outcome.SERVER_ERROR
 
@@ -462,9 +463,9 @@ def test_decode_message_keeps_vendor_and_order() -> None:
     ],
 )
 def test_auth_result_mapping(rc: int | None, service: bytes, challenge: bytes | None, expected: Result) -> None:
-    assert legacy.auth_result(Answer(msgid=1, service=service, result_code=rc, challenge=challenge)) is expected
+    assert legacy_backend.verdict(Answer(msgid=1, service=service, result_code=rc, challenge=challenge)) is expected
 
 
 def test_auth_result_through_the_decoder() -> None:
     raw = message(avp(404, b"8"), MSGID1, RC4001, avp(402, CHALLENGE))  # '8' answer to an auth request: 403
-    assert legacy.auth_result(legacy.decode_answer(raw)) is Result.NOT_AUTHORIZED
+    assert legacy_backend.verdict(legacy.decode_answer(raw)) is Result.NOT_AUTHORIZED

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from kamailio_auth_diameter import authorize
+from kamailio_auth_diameter.backend import legacy as legacy_backend
 from kamailio_auth_diameter.nonce import NonceFactory
 from kamailio_auth_diameter.server.app import LegacyServer, serve
 from kamailio_auth_diameter.server.auth import LegacyAuthority
@@ -62,7 +63,7 @@ def test_answer_echoes_service_and_msgid_first(store: SqliteStore) -> None:
     assert msg.first(296) == b"test"
     answer = legacy.decode_answer(raw)
     assert answer.msgid == 0x0A0B0C0D
-    assert legacy.auth_result(answer) is authorize.Result.CHALLENGE
+    assert legacy_backend.verdict(answer) is authorize.Result.CHALLENGE
 
 
 def test_group_answer(store: SqliteStore) -> None:

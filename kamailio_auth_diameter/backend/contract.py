@@ -1,0 +1,47 @@
+"""The contract every mode's backend keeps, and what a worker's backends share."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from ..authorize import AuthContext
+from ..group import GroupContext
+from ..outcome import Outcome
+from ..settings import Settings
+
+
+@dataclass
+class Environment:
+    """What every backend of one worker shares: who the worker is and how to report.
+
+    ``rank`` is Kamailio's process rank (it names the worker's Diameter identity),
+    ``host_name`` this machine's FQDN found at start-up (no DNS inside a request),
+    ``log`` the plugin's rate-limited error log, ``ksr`` Kamailio's KSR object for
+    backends that keep state in Kamailio's shared memory (None in unit tests that give
+    such a backend its tables directly).
+    """
+
+    clock: Callable[[], float]
+    log: Callable[[str], None]
+    host_name: str | None = None
+    rank: int | None = None
+    ksr: Any = None
+
+
+class Backend(Protocol):
+    """One mode. Every method returns a verdict; none raises for anything a peer, the
+    network or a SIP client does (RequestTooLarge excepted: the plugin answers 400)."""
+
+    def configure(self, settings: Settings, deadline: float) -> None:
+        """Apply (possibly changed) settings; SettingsError if they cannot be used."""
+
+    def authorize(self, ctx: AuthContext, proxy: bool, msgid: int, start: float) -> Outcome:
+        """The outcome of diameter_www_authorize (proxy False) or _proxy_authorize."""
+
+    def is_user_in(self, ctx: GroupContext, group: str, msgid: int, start: float) -> int:
+        """diameter_is_user_in's return code: group.USER_IN or group.ERROR."""
+
+    def close(self, deadline: float | None) -> None:
+        """Part from the peers (a DPR where the protocol has one), by ``deadline``."""

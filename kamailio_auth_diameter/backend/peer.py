@@ -1,0 +1,78 @@
+"""A worker's Diameter client for the modes that speak RFC 6733, and its lifecycle.
+
+Each SIP worker owns its peer connections (Kamailio 5.6 runs no Python thread while a
+worker waits for SIP). The worker's identity, ``w<rank>.<origin_host>``, comes from
+the settings; when they change, the old connections are parted from (DPR, DPA, FIN)
+within the deadline of the request that noticed, and a new client is built.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+from ..settings import Settings
+from ..transport.client import DiameterClient, LocalPeer, resolve_identity
+from ..transport.stream import RequestTooLarge, TransportError
+from ..wire import base
+from .contract import Environment
+
+A = TypeVar("A")
+
+
+class PeerClient:
+    def __init__(self, env: Environment, applications: tuple[int, ...]) -> None:
+        self._env = env
+        self._applications = applications
+        self._client: DiameterClient | None = None
+        self._identity: tuple[str, str, str] = ("", "", "")  # origin host, origin realm, destination realm
+        self._timeout = 0.0
+        self.origin = base.Identity("", "")  # Origin-Host/Realm of this worker's requests
+        self.sessions = base.SessionIds("")
+
+    @property
+    def destination_realm(self) -> str:
+        return self._identity[2]
+
+    def configure(self, settings: Settings, deadline: float) -> None:
+        """SettingsError (a TLS file that cannot be used) leaves the connections as they were."""
+        env = self._env
+        identity = resolve_identity(settings, env.rank, env.host_name)
+        if self._client is None or identity != self._identity:
+            if self._client is not None:
+                self._client.close(deadline)
+            origin = base.Identity(identity[0], identity[1])
+            self._client = DiameterClient(LocalPeer(origin, self._applications, int(time.time())), clock=env.clock)
+            self._client.offset = env.rank if env.rank is not None and env.rank > 0 else os.getpid()
+            self._identity, self.origin = identity, origin
+            self.sessions = base.SessionIds(origin.origin_host)
+        self._client.configure(settings, deadline)
+        self._timeout = settings.answer_timeout / 1000.0
+
+    def close(self, deadline: float | None) -> None:
+        if self._client is not None:
+            self._client.close(deadline)
+
+    def ask(
+        self,
+        build: Callable[[int, int, bool], bytes],
+        start: float,
+        decode: Callable[[bytes], tuple[base.AnswerInfo, A]],
+        unusable: str,
+    ) -> A | None:
+        """The decoded answer to ``build``'s request, or None after logging why not."""
+        assert self._client is not None, "configure() first"
+        try:
+            frame = self._client.request(build, start, self._timeout)
+        except RequestTooLarge:
+            raise
+        except TransportError as exc:
+            self._env.log(f"Diameter exchange failed: {exc}")
+            return None
+        try:
+            return decode(frame)[1]
+        except (base.DecodeError, base.RequestError) as exc:
+            self._env.log(f"{unusable}: {exc}")
+            return None
