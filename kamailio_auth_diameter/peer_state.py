@@ -51,9 +51,10 @@ class Received:
 class PeerProtocol:
     """One connection, from the CER we send to its close.
 
-    ``applications`` are what we need from the peer: the connection opens only if
-    its CEA names one of them or the relay application (RFC 6733 §2.4: a relay
-    supports everything).
+    The applications of ``local`` (Auth-Application-Id, or a vendor's such as 3GPP Cx in
+    Vendor-Specific-Application-Id) are what we need from the peer: the connection
+    opens only if its CEA names one of them, in either form, or the relay application
+    (RFC 6733 §2.4: a relay supports everything).
     """
 
     def __init__(
@@ -134,11 +135,10 @@ class PeerProtocol:
             message = base.text(msg.avps, base.AVP_ERROR_MESSAGE)
             detail = f" ({message})" if message else ""
             raise PeerError(f"peer refused our CER with Result-Code {result}{detail}", retry_soon=False)
-        wanted = set(self._local.auth_application_ids) | {base.APP_RELAY}
-        if not wanted & caps.applications:
+        ours = {*self._local.auth_application_ids, *(a.auth_application_id for a in self._local.vendor_applications)}
+        if not (ours | {base.APP_RELAY}) & caps.applications:
             raise PeerError(
-                f"peer {caps.identity.origin_host} supports none of our applications "
-                f"{sorted(self._local.auth_application_ids)}",
+                f"peer {caps.identity.origin_host} supports none of our applications {sorted(ours)}",
                 retry_soon=False,
             )
         self.peer = caps

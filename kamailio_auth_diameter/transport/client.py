@@ -34,7 +34,7 @@ from .. import routing
 from ..peer_state import PeerProtocol
 from ..settings import PeerAddress, Settings, peer_addresses
 from ..wire import base
-from ..wire.base import Capabilities, Identity
+from ..wire.base import Capabilities, Identity, VendorApplication
 from .peer import ConnectFailed, PeerDown, PeerLink, PeerTimeout
 from .resolve import local_fqdn
 from .stream import TransportError
@@ -47,11 +47,14 @@ FQDN_WAIT = 0.2  # s: resolve_identity's bound on the FQDN lookup when it is giv
 
 @dataclass(frozen=True, slots=True)
 class LocalPeer:
-    """Who this worker is on the wire."""
+    """Who this worker is on the wire: ``applications`` go into its CER as Auth-Application-Id
+    (RFC 4740: 6), ``vendor_applications`` as Vendor-Specific-Application-Id with their
+    vendors as Supported-Vendor-Id (3GPP Cx: 10415, 16777216)."""
 
     identity: Identity
     applications: tuple[int, ...]
     origin_state_id: int
+    vendor_applications: tuple[VendorApplication, ...] = ()
 
 
 def worker_identity(origin_host: str, rank: int | None, pid: int) -> str:
@@ -124,6 +127,8 @@ class DiameterClient:
                 auth_application_ids=local.applications,
                 product_name=PRODUCT_NAME,
                 origin_state_id=local.origin_state_id,
+                supported_vendor_ids=tuple(sorted({a.vendor_id for a in local.vendor_applications})),
+                vendor_applications=local.vendor_applications,
             )
             return PeerProtocol(caps, tw, self._clock, end_to_end=self._end_to_end)
 

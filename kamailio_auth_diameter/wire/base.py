@@ -65,7 +65,13 @@ AVP_PROXY_INFO = 284
 AVP_DESTINATION_HOST = 293
 AVP_ORIGIN_REALM = 296
 AVP_EXPERIMENTAL_RESULT = 297
+AVP_EXPERIMENTAL_RESULT_CODE = 298
 AVP_INBAND_SECURITY_ID = 299
+
+# An AVP's name on the wire: its code for an IETF AVP (vendor 0), (code, Vendor-Id) for a
+# vendor's (V flag). Sets of recognised or Grouped AVPs mix both, so that one set serves
+# RFC 4740 (all vendor 0) and 3GPP Cx (vendor 10415 around vendor-0 Digest-* AVPs).
+AvpKey = int | tuple[int, int]
 
 # The base AVPs of RFC 6733 §4.5 and §9.8 (with State 24 from RFC 7155): a request
 # with an M-bit AVP outside what the receiver recognises gets 5001.
@@ -133,7 +139,7 @@ class Identity:
 # --- decoding ------------------------------------------------------------------------
 
 
-def _walk(raw: bytes, pos: int, end: int, grouped: Collection[int], depth: int = 0) -> None:
+def _walk(raw: bytes, pos: int, end: int, grouped: Collection[AvpKey], depth: int = 0) -> None:
     if depth > MAX_DEPTH:
         raise DecodeError(f"Grouped AVPs nested more than {MAX_DEPTH} deep")
     while pos < end:
@@ -145,7 +151,8 @@ def _walk(raw: bytes, pos: int, end: int, grouped: Collection[int], depth: int =
         head = 12 if flags & AVP_FLAG_VENDOR else 8
         if length < head or pos + ((length + 3) & ~3) > end:
             raise DecodeError(f"AVP {code} has length {length}, which does not fit")
-        if code in grouped and not flags & AVP_FLAG_VENDOR:
+        key = (code, int.from_bytes(raw[pos + 8 : pos + 12], "big")) if head == 12 else code
+        if key in grouped:
             _walk(raw, pos + head, pos + length, grouped, depth + 1)
         pos += (length + 3) & ~3
 
@@ -161,11 +168,11 @@ def _check_header(raw: bytes) -> None:
         raise DecodeError(f"header says {length} bytes, got {len(raw)}")
 
 
-def decode(raw: bytes, grouped: Collection[int] = GROUPED) -> Message:
+def decode(raw: bytes, grouped: Collection[AvpKey] = GROUPED) -> Message:
     """One message, checked byte by byte first; DecodeError if it is not exactly that.
 
-    ``grouped`` names the vendor-0 Grouped AVPs whose contents are checked too (the
-    ones the caller will read); other AVPs are opaque here.
+    ``grouped`` names the Grouped AVPs whose contents are checked too (the ones the
+    caller will read, see :data:`AvpKey`); other AVPs are opaque here.
     """
     _check_header(raw)
     _walk(raw, HEADER_LEN, len(raw), grouped)
@@ -199,20 +206,21 @@ def children(avp: Avp) -> list[Avp]:
 
 
 def unknown_mandatory(
-    avps: Iterable[Avp], recognised: Collection[int], grouped: Collection[int], depth: int = 0
+    avps: Iterable[Avp], recognised: Collection[AvpKey], grouped: Collection[AvpKey], depth: int = 0
 ) -> Avp | None:
     """The first M-bit AVP we do not recognise, searching recognised groups too (for 5001)."""
     if depth > MAX_DEPTH:
         raise DecodeError(f"Grouped AVPs nested more than {MAX_DEPTH} deep")
     for avp in avps:
-        if avp.vendor_id or avp.code not in recognised:
+        key = (avp.code, avp.vendor_id) if avp.vendor_id else avp.code
+        if key not in recognised:
             if avp.flags & AVP_FLAG_MANDATORY:
                 return avp
             continue
-        if avp.code in grouped:
+        if key in grouped:
             inner = unknown_mandatory(children(avp), recognised, grouped, depth + 1)
             if inner is not None:
-                return avp_group(avp.code, [inner])
+                return avp_group(avp.code, [inner], avp.vendor_id, avp.flags)
     return None
 
 
@@ -264,9 +272,17 @@ def unsigned(avps: Iterable[Avp], code: int) -> int | None:
     return None if avp is None else unsigned_of(avp)
 
 
-def missing(code: int) -> RequestError:
+def missing(code: int, vendor: int = 0) -> RequestError:
     """5005 with the zero-filled example of the missing AVP that RFC 6733 §7.5 asks for."""
-    return RequestError(RESULT_MISSING_AVP, f"AVP {code} is missing", Avp(code, 0, b"\0\0\0\0", AVP_FLAG_MANDATORY))
+    flags = AVP_FLAG_MANDATORY | (AVP_FLAG_VENDOR if vendor else 0)
+    return RequestError(
+        RESULT_MISSING_AVP, f"AVP {_name(code, vendor)} is missing", Avp(code, vendor, b"\0" * 4, flags)
+    )
+
+
+def _name(code: int, vendor: int) -> str:
+    """How messages name an AVP: its code, and its vendor when it has one."""
+    return f"{code}/{vendor}" if vendor else str(code)
 
 
 def required_text(avps: Sequence[Avp], code: int) -> str:
@@ -304,8 +320,12 @@ def avp(code: int, value: object, mandatory: bool = True) -> Avp:
     return Avp.new(code, value=value, is_mandatory=mandatory)
 
 
-def avp_group(code: int, members: list[Avp]) -> Avp:
-    return Avp.new(code, value=members, is_mandatory=True)
+def avp_group(code: int, members: list[Avp], vendor: int = 0, flags: int = AVP_FLAG_MANDATORY) -> Avp:
+    """A Grouped AVP. A vendor's is built from its members' bytes with the flags given
+    (a Failed-AVP copies the request's), as python-diameter's dictionary may not know it."""
+    if not vendor:
+        return Avp.new(code, value=members, is_mandatory=True)
+    return Avp(code, vendor, b"".join(m.as_bytes() for m in members), flags | AVP_FLAG_VENDOR)
 
 
 def identity_avps(identity: Identity) -> list[Avp]:
@@ -386,34 +406,41 @@ def encode_error(request: Message, identity: Identity, error: RequestError, body
 # python-diameter makes an object per AVP and converts every value through its
 # dictionary: encoding a MAR with credentials costs ~50 us and decoding an MAA with a
 # challenge ~45 us, three times all the rest of a Kamailio worker's work per request.
-# The plugin's requests and the answers it reads have a fixed shape of vendor-0 AVPs
-# whose types we know, so they are packed and read here directly. Tests check these
+# The plugin's requests and the answers it reads have a fixed shape of AVPs whose
+# types we know, so they are packed and read here directly: IETF AVPs (8-byte header)
+# and vendor AVPs (V flag, 12-byte header with the Vendor-Id) alike. Tests check these
 # bytes against python-diameter's encoding of the same message, AVP for AVP.
 
 _AVP_HEAD = struct.Struct("!II")  # code, flags << 24 | length
+_VENDOR_AVP_HEAD = struct.Struct("!III")  # code, flags << 24 | length, vendor
 _U32 = struct.Struct("!I")
 _MESSAGE_HEAD = struct.Struct("!IIIII")  # version << 24 | length, flags << 24 | command, app, ids
 _PADDING = (b"", b"\0", b"\0\0", b"\0\0\0")
 
 
-def pack_avp(code: int, data: bytes, flags: int = AVP_FLAG_MANDATORY) -> bytes:
-    """A vendor-0 AVP: header, data, zero padding to 4 bytes."""
+def pack_avp(code: int, data: bytes, flags: int = AVP_FLAG_MANDATORY, vendor: int = 0) -> bytes:
+    """An AVP: header, data, zero padding to 4 bytes. With a ``vendor`` the V flag is set
+    and the header carries the Vendor-Id (RFC 6733 §4.1)."""
+    if vendor:
+        length = 12 + len(data)
+        head = _VENDOR_AVP_HEAD.pack(code, (flags | AVP_FLAG_VENDOR) << 24 | length, vendor)
+        return head + data + _PADDING[-length & 3]
     length = 8 + len(data)
     return _AVP_HEAD.pack(code, flags << 24 | length) + data + _PADDING[-length & 3]
 
 
-def pack_u32(code: int, value: int, flags: int = AVP_FLAG_MANDATORY) -> bytes:
-    return pack_avp(code, _U32.pack(value), flags)
+def pack_u32(code: int, value: int, flags: int = AVP_FLAG_MANDATORY, vendor: int = 0) -> bytes:
+    return pack_avp(code, _U32.pack(value), flags, vendor)
 
 
-def pack_text(code: int, value: str, flags: int = AVP_FLAG_MANDATORY) -> bytes:
+def pack_text(code: int, value: str, flags: int = AVP_FLAG_MANDATORY, vendor: int = 0) -> bytes:
     """UTF8String and DiameterIdentity alike."""
-    return pack_avp(code, value.encode("utf-8"), flags)
+    return pack_avp(code, value.encode("utf-8"), flags, vendor)
 
 
 def pack_texts(pairs: Iterable[tuple[int, str | None]]) -> bytes:
-    """Mandatory text AVPs in order, those whose value is None left out: one call for a
-    whole group, which a request's hot path is made of."""
+    """Mandatory vendor-0 text AVPs in order, those whose value is None left out: one
+    call for a whole group, which a request's hot path is made of."""
     out = []
     head, padding = _AVP_HEAD.pack, _PADDING
     for code, value in pairs:
@@ -431,12 +458,14 @@ def pack_message(flags: int, command: int, application: int, hop_by_hop: int, en
 
 class LeanAvps:
     """One level of AVPs as (code, flags, vendor, data), read from bytes already checked
-    by :func:`decode_lean`, with the first vendor-0 AVP of each code at hand; the
-    accessors raise RequestError like the ones above."""
+    by :func:`decode_lean`, with the first of each code at hand. Every accessor takes a
+    ``vendor`` (0, the default, for IETF AVPs): an AVP is found only under its own
+    (code, vendor), so 3GPP's 612 is never taken for RFC 4740's 612. The accessors
+    raise RequestError like the ones above."""
 
     __slots__ = ("_first", "items")
 
-    def __init__(self, items: list[tuple[int, int, int, bytes]], first: dict[int, bytes]) -> None:
+    def __init__(self, items: list[tuple[int, int, int, bytes]], first: dict[AvpKey, bytes]) -> None:
         self.items = items
         self._first = first
 
@@ -445,7 +474,7 @@ class LeanAvps:
         """One level, each AVP's length checked against what is left (DecodeError);
         the members of Grouped AVPs are read when :meth:`groups` asks for them."""
         items = []
-        first: dict[int, bytes] = {}
+        first: dict[AvpKey, bytes] = {}
         unpack = _AVP_HEAD.unpack_from
         while pos < end:
             if end - pos < 8:
@@ -455,7 +484,10 @@ class LeanAvps:
             if flags & AVP_FLAG_VENDOR:
                 if length < 12 or pos + ((length + 3) & ~3) > end:
                     raise DecodeError(f"AVP {code} has length {length}, which does not fit")
-                items.append((code, flags, _U32.unpack_from(raw, pos + 8)[0], raw[pos + 12 : pos + length]))
+                vendor = _U32.unpack_from(raw, pos + 8)[0]
+                data = raw[pos + 12 : pos + length]
+                items.append((code, flags, vendor, data))
+                first.setdefault((code, vendor) if vendor else code, data)
             else:
                 if length < 8 or pos + ((length + 3) & ~3) > end:
                     raise DecodeError(f"AVP {code} has length {length}, which does not fit")
@@ -466,45 +498,45 @@ class LeanAvps:
             pos += (length + 3) & ~3
         return cls(items, first)
 
-    def all(self, code: int) -> list[bytes]:
-        return [data for c, _, vendor, data in self.items if c == code and not vendor]
+    def all(self, code: int, vendor: int = 0) -> list[bytes]:
+        return [data for c, _, v, data in self.items if c == code and v == vendor]
 
-    def first(self, code: int) -> bytes | None:
-        return self._first.get(code)
+    def first(self, code: int, vendor: int = 0) -> bytes | None:
+        return self._first.get((code, vendor) if vendor else code)
 
-    def text(self, code: int) -> str | None:
-        data = self.first(code)
+    def text(self, code: int, vendor: int = 0) -> str | None:
+        data = self.first(code, vendor)
         if data is None:
             return None
         try:
             return data.decode("utf-8")
         except UnicodeDecodeError:
-            raise RequestError(RESULT_INVALID_AVP_VALUE, f"AVP {code} is not UTF-8") from None
+            raise RequestError(RESULT_INVALID_AVP_VALUE, f"AVP {_name(code, vendor)} is not UTF-8") from None
 
-    def required_text(self, code: int) -> str:
-        value = self.text(code)
+    def required_text(self, code: int, vendor: int = 0) -> str:
+        value = self.text(code, vendor)
         if value is None:
-            raise missing(code)
+            raise missing(code, vendor)
         return value
 
-    def unsigned(self, code: int) -> int | None:
-        data = self.first(code)
+    def unsigned(self, code: int, vendor: int = 0) -> int | None:
+        data = self.first(code, vendor)
         if data is None:
             return None
         if len(data) != 4:
-            raise RequestError(RESULT_INVALID_AVP_VALUE, f"AVP {code} is not 32 bits")
+            raise RequestError(RESULT_INVALID_AVP_VALUE, f"AVP {_name(code, vendor)} is not 32 bits")
         return _U32.unpack(data)[0]
 
-    def required_unsigned(self, code: int) -> int:
-        value = self.unsigned(code)
+    def required_unsigned(self, code: int, vendor: int = 0) -> int:
+        value = self.unsigned(code, vendor)
         if value is None:
-            raise missing(code)
+            raise missing(code, vendor)
         return value
 
-    def groups(self, code: int) -> list[LeanAvps]:
-        """Members of each vendor-0 Grouped AVP with this code; DecodeError if they are
+    def groups(self, code: int, vendor: int = 0) -> list[LeanAvps]:
+        """Members of each Grouped AVP with this code and vendor; DecodeError if they are
         not well-formed AVPs."""
-        return [LeanAvps.parse(data, 0, len(data)) for data in self.all(code)]
+        return [LeanAvps.parse(data, 0, len(data)) for data in self.all(code, vendor)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -527,36 +559,66 @@ def decode_lean(raw: bytes) -> LeanMessage:
 
 
 def lean_unknown_mandatory(
-    avps: LeanAvps, recognised: Collection[int], grouped: Collection[int], depth: int = 0
+    avps: LeanAvps, recognised: Collection[AvpKey], grouped: Collection[AvpKey], depth: int = 0
 ) -> Avp | None:
     """:func:`unknown_mandatory` for lean AVPs; the Failed-AVP comes back as an Avp.
     DecodeError if a recognised group does not hold well-formed AVPs or nests past MAX_DEPTH."""
     if depth > MAX_DEPTH:
         raise DecodeError(f"Grouped AVPs nested more than {MAX_DEPTH} deep")
     for code, flags, vendor, data in avps.items:
-        if vendor or code not in recognised:
+        key = (code, vendor) if vendor else code
+        if key not in recognised:
             if flags & AVP_FLAG_MANDATORY:
                 return Avp(code, vendor, data, flags)
             continue
-        if code in grouped:
+        if key in grouped:
             inner = lean_unknown_mandatory(LeanAvps.parse(data, 0, len(data)), recognised, grouped, depth + 1)
             if inner is not None:
-                return avp_group(code, [inner])
+                return avp_group(code, [inner], vendor, flags)
+    return None
+
+
+def pack_experimental_result(vendor: int, code: int) -> bytes:
+    """Experimental-Result{Vendor-Id, Experimental-Result-Code}: a vendor's result code
+    (RFC 6733 §7.6), which an answer carries instead of Result-Code."""
+    return pack_avp(
+        AVP_EXPERIMENTAL_RESULT, pack_u32(AVP_VENDOR_ID, vendor) + pack_u32(AVP_EXPERIMENTAL_RESULT_CODE, code)
+    )
+
+
+def experimental_result(avps: LeanAvps, vendor: int) -> int | None:
+    """The Experimental-Result-Code of the first Experimental-Result from ``vendor``;
+    RequestError if that group lacks its code or holds a malformed one."""
+    for group in avps.groups(AVP_EXPERIMENTAL_RESULT):
+        if group.unsigned(AVP_VENDOR_ID) == vendor:
+            return group.required_unsigned(AVP_EXPERIMENTAL_RESULT_CODE)
     return None
 
 
 def lean_answer(
-    request: LeanMessage, identity: Identity, result_code: int, body: bytes, error_message: str | None = None
+    request: LeanMessage,
+    identity: Identity,
+    result_code: int | None,
+    body: bytes,
+    error_message: str | None = None,
+    *,
+    experimental: tuple[int, int] | None = None,
 ) -> bytes:
     """:func:`encode_answer` for a lean request, without Failed-AVP (error answers, which
-    need one, are rare and go through python-diameter)."""
-    flags = (request.flags & FLAG_PROXIABLE) | (FLAG_ERROR if 3000 <= result_code < 4000 else 0)
+    need one, are rare and go through python-diameter). ``experimental`` is a vendor's
+    (Vendor-Id, result code), sent as Experimental-Result where Result-Code would be;
+    the E bit follows ``result_code``, the only one that can be a protocol error."""
+    error = result_code is not None and 3000 <= result_code < 4000
+    flags = (request.flags & FLAG_PROXIABLE) | (FLAG_ERROR if error else 0)
     out = []
     for code, avp_flags, vendor, data in request.avps.items:
         if code == AVP_SESSION_ID and not vendor:
             out.append(pack_avp(AVP_SESSION_ID, data, avp_flags))
             break
-    out.append(pack_u32(AVP_RESULT_CODE, result_code))
+    if result_code is not None:
+        out.append(pack_u32(AVP_RESULT_CODE, result_code))
+    if experimental is not None:
+        out.append(pack_experimental_result(*experimental))
     out.append(pack_text(AVP_ORIGIN_HOST, identity.origin_host))
     out.append(pack_text(AVP_ORIGIN_REALM, identity.origin_realm))
     out.append(body)
@@ -594,6 +656,15 @@ def answer_info(msg: LeanMessage) -> AnswerInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class VendorApplication:
+    """Vendor-Specific-Application-Id{Vendor-Id, Auth-Application-Id} (RFC 6733 §6.11): how a
+    vendor's application, such as 3GPP Cx, is named in a CER and in its requests."""
+
+    vendor_id: int
+    auth_application_id: int
+
+
+@dataclass(frozen=True, slots=True)
 class Capabilities:
     """What a CER or CEA says about its sender (RFC 6733 §5.3)."""
 
@@ -606,16 +677,35 @@ class Capabilities:
     # Every application id named anywhere (Auth-, Acct-, Vendor-Specific-); only decoded.
     applications: frozenset[int] = frozenset()
     inband_security_ids: tuple[int, ...] = ()
+    # Vendors whose AVPs the sender understands (Supported-Vendor-Id), and its vendors'
+    # applications; a CER that names none carries neither AVP, byte for byte as before.
+    supported_vendor_ids: tuple[int, ...] = ()
+    vendor_applications: tuple[VendorApplication, ...] = ()
+
+
+def vendor_application_avp(app: VendorApplication) -> bytes:
+    """The Vendor-Specific-Application-Id of a vendor's application, as its requests carry it."""
+    members = pack_u32(AVP_VENDOR_ID, app.vendor_id) + pack_u32(AVP_AUTH_APPLICATION_ID, app.auth_application_id)
+    return pack_avp(AVP_VENDOR_SPECIFIC_APPLICATION_ID, members)
 
 
 def _capability_avps(caps: Capabilities) -> list[Avp]:
+    """In the order of RFC 6733 §5.3.1's CER."""
     avps = identity_avps(caps.identity)
     avps += [avp(AVP_HOST_IP_ADDRESS, a) for a in caps.host_ip_addresses]
     avps.append(avp(AVP_VENDOR_ID, caps.vendor_id))
     avps.append(avp(AVP_PRODUCT_NAME, caps.product_name, mandatory=False))  # §5.3.7: M MUST NOT
     if caps.origin_state_id is not None:
         avps.append(avp(AVP_ORIGIN_STATE_ID, caps.origin_state_id))
+    avps += [avp(AVP_SUPPORTED_VENDOR_ID, vendor) for vendor in caps.supported_vendor_ids]
     avps += [avp(AVP_AUTH_APPLICATION_ID, app) for app in caps.auth_application_ids]
+    avps += [
+        avp_group(
+            AVP_VENDOR_SPECIFIC_APPLICATION_ID,
+            [avp(AVP_VENDOR_ID, a.vendor_id), avp(AVP_AUTH_APPLICATION_ID, a.auth_application_id)],
+        )
+        for a in caps.vendor_applications
+    ]
     return avps
 
 
@@ -640,9 +730,15 @@ def decode_capabilities(msg: Message) -> Capabilities:
     avps = msg.avps
     auth = tuple(unsigned_of(a) for a in find_all(avps, AVP_AUTH_APPLICATION_ID))
     apps = set(auth) | {unsigned_of(a) for a in find_all(avps, AVP_ACCT_APPLICATION_ID)}
+    vendor_apps = []
     for vsa in find_all(avps, AVP_VENDOR_SPECIFIC_APPLICATION_ID):
         members = children(vsa)
-        apps |= {unsigned_of(a) for a in members if a.code in (AVP_AUTH_APPLICATION_ID, AVP_ACCT_APPLICATION_ID)}
+        apps |= {unsigned_of(a) for a in find_all(members, AVP_AUTH_APPLICATION_ID)}
+        apps |= {unsigned_of(a) for a in find_all(members, AVP_ACCT_APPLICATION_ID)}
+        vendor = unsigned(members, AVP_VENDOR_ID)
+        auth_app = unsigned(members, AVP_AUTH_APPLICATION_ID)
+        if vendor is not None and auth_app is not None:
+            vendor_apps.append(VendorApplication(vendor, auth_app))
     addresses = []
     for a in find_all(avps, AVP_HOST_IP_ADDRESS):
         value = _value(a)
@@ -657,6 +753,8 @@ def decode_capabilities(msg: Message) -> Capabilities:
         origin_state_id=state,
         applications=frozenset(apps),
         inband_security_ids=tuple(unsigned_of(a) for a in find_all(avps, AVP_INBAND_SECURITY_ID)),
+        supported_vendor_ids=tuple(unsigned_of(a) for a in find_all(avps, AVP_SUPPORTED_VENDOR_ID)),
+        vendor_applications=tuple(vendor_apps),
     )
 
 

@@ -214,3 +214,144 @@ def test_session_ids() -> None:
     assert ids() == "kamailio.example.org;1700000000;0;4711"
     assert ids() == "kamailio.example.org;1700000000;1;4711"
     assert base.SessionIds("h", clock=lambda: 5)() == "h;5;0"
+
+
+# --- vendor AVPs in the lean codec ----------------------------------------------------
+
+TGPP = 10415
+
+
+def test_vendor_avps_are_python_diameters_bytes() -> None:
+    """V flag, 12-byte header with the Vendor-Id, padding: as python-diameter encodes them
+    (3GPP Public-Identity 601, M+V; SIP-Number-Auth-Items 607, an Unsigned32)."""
+    assert (
+        base.pack_text(601, "sip:alice@example.com", vendor=TGPP)
+        == Message(
+            base.request_header(303, 0, 1, 1, proxiable=True), [base.Avp.new(601, TGPP, value="sip:alice@example.com")]
+        ).as_bytes()[20:]
+    )
+    assert base.pack_u32(607, 1, vendor=TGPP) == base.Avp.new(607, TGPP, value=1).as_bytes()
+    assert base.pack_avp(635, b"", 0, vendor=TGPP) == base.Avp(635, TGPP, b"", base.AVP_FLAG_VENDOR).as_bytes()
+    assert base.pack_text(601, "x", vendor=TGPP)[4] == 0xC0
+    assert base.pack_text(601, "x", vendor=0) == base.pack_text(601, "x")  # vendor 0 is the IETF header
+
+
+def test_lean_avps_look_up_by_code_and_vendor() -> None:
+    raw = (
+        base.pack_text(601, "3gpp", vendor=TGPP)
+        + base.pack_text(601, "ietf")
+        + base.pack_text(601, "other vendor", vendor=9)
+        + base.pack_text(601, "3gpp again", vendor=TGPP)
+        + base.pack_avp(612, base.pack_u32(613, 7, vendor=TGPP), vendor=TGPP)
+    )
+    avps = base.LeanAvps.parse(raw, 0, len(raw))
+    assert [(c, f, v) for c, f, v, _ in avps.items] == [
+        (601, 0xC0, TGPP),
+        (601, 0x40, 0),
+        (601, 0xC0, 9),
+        (601, 0xC0, TGPP),
+        (612, 0xC0, TGPP),
+    ]
+    assert avps.text(601) == "ietf"
+    assert avps.text(601, TGPP) == "3gpp"
+    assert avps.text(601, 9) == "other vendor"
+    assert avps.all(601, TGPP) == [b"3gpp", b"3gpp again"]
+    assert avps.text(602, TGPP) is None and avps.groups(612) == []
+    [item] = avps.groups(612, TGPP)
+    assert item.unsigned(613, TGPP) == 7 and item.unsigned(613) is None
+    with pytest.raises(RequestError) as err:
+        avps.required_text(602, TGPP)
+    failed = err.value.failed_avp
+    assert err.value.result_code == 5005 and str(err.value) == "AVP 602/10415 is missing"
+    assert failed is not None and (failed.code, failed.vendor_id, failed.flags) == (602, TGPP, 0xC0)
+    with pytest.raises(RequestError, match="AVP 601/9 is not 32 bits") as err:
+        avps.required_unsigned(601, 9)
+    assert err.value.result_code == 5004
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        pytest.param(struct.pack(">IB", 601, 0xC0) + (11).to_bytes(3, "big") + b"\0\0\0", id="vendor-header-cut"),
+        pytest.param(base.pack_text(601, "abcd", vendor=TGPP)[:-4], id="vendor-data-cut"),
+    ],
+)
+def test_lean_vendor_avps_that_do_not_fit_are_decode_errors(raw: bytes) -> None:
+    with pytest.raises(DecodeError):
+        base.LeanAvps.parse(raw, 0, len(raw))
+
+
+def test_unknown_mandatory_knows_vendor_avps_by_code_and_vendor() -> None:
+    recognised = {264, (601, TGPP), (612, TGPP), (613, TGPP)}
+    grouped = {(612, TGPP)}
+    inner = base.pack_u32(613, 1, vendor=TGPP) + base.pack_u32(614, 2, vendor=TGPP)
+    body = (
+        base.pack_text(264, "h") + base.pack_text(601, "sip:a@b", vendor=TGPP) + base.pack_avp(612, inner, vendor=TGPP)
+    )
+    found = base.lean_unknown_mandatory(base.LeanAvps.parse(body, 0, len(body)), recognised, grouped)
+    assert found is not None and (found.code, found.vendor_id, found.flags) == (612, TGPP, 0xC0)
+    assert found.payload == base.pack_u32(614, 2, vendor=TGPP)  # the Failed-AVP: the group with the culprit only
+    msg = base.decode(raw_message(body, command=303, app=16777216), grouped)
+    found = base.unknown_mandatory(msg.avps, recognised, grouped)
+    assert found is not None and (found.code, found.vendor_id) == (612, TGPP)
+    assert found.payload == base.pack_u32(614, 2, vendor=TGPP)
+    # 601 from another vendor is another AVP
+    other = base.pack_text(601, "x", vendor=9)
+    assert base.lean_unknown_mandatory(base.LeanAvps.parse(other, 0, len(other)), recognised, grouped) is not None
+
+
+def test_decode_checks_vendor_groups_it_is_told_of() -> None:
+    liar = struct.pack(">IB", 613, 0xC0) + (99).to_bytes(3, "big") + struct.pack(">I", TGPP)
+    raw = raw_message(base.pack_avp(612, liar, vendor=TGPP), command=303, app=16777216)
+    base.decode(raw)  # opaque unless named
+    with pytest.raises(DecodeError):
+        base.decode(raw, {(612, TGPP)})
+
+
+def test_experimental_result_is_python_diameters_bytes_and_reads_back() -> None:
+    expected = base.avp_group(297, [base.avp(266, TGPP), base.avp(298, 5001)]).as_bytes()
+    assert base.pack_experimental_result(TGPP, 5001) == expected
+    raw = base.pack_experimental_result(9, 1) + expected
+    avps = base.LeanAvps.parse(raw, 0, len(raw))
+    assert base.experimental_result(avps, TGPP) == 5001
+    assert base.experimental_result(avps, 4) is None
+    no_code = base.pack_avp(297, base.pack_u32(266, TGPP))
+    with pytest.raises(RequestError):
+        base.experimental_result(base.LeanAvps.parse(no_code, 0, len(no_code)), TGPP)
+
+
+def test_lean_answer_with_experimental_result_instead_of_result_code() -> None:
+    request = base.decode_lean(raw_message(base.pack_text(263, "s;1"), command=303, app=16777216, flags=0xC0))
+    raw = base.lean_answer(request, ME, None, b"", experimental=(TGPP, 5001))
+    assert [c for c, _, _ in walk(raw)] == [263, 297, 264, 296]
+    assert raw[4] == 0x40
+    msg = base.decode_lean(raw)
+    assert msg.avps.unsigned(268) is None and base.experimental_result(msg.avps, TGPP) == 5001
+
+
+CX = base.VendorApplication(TGPP, 16777216)
+
+
+def test_cer_with_a_vendor_application_is_python_diameters_bytes() -> None:
+    caps = Capabilities(
+        PEER, ("127.0.0.1",), origin_state_id=7, supported_vendor_ids=(TGPP,), vendor_applications=(CX,)
+    )
+    raw = base.encode_cer(caps, 1, 2)
+    assert [c for c, _, _ in walk(raw)] == [264, 296, 257, 266, 269, 278, 265, 260]
+    vsai = base.avp_group(260, [base.avp(266, TGPP), base.avp(258, 16777216)])
+    avps = [*base.identity_avps(PEER), base.avp(257, "127.0.0.1"), base.avp(266, 0)]
+    avps += [base.avp(269, "kamailio_auth_diameter", mandatory=False), base.avp(278, 7), base.avp(265, TGPP), vsai]
+    assert raw == base.encode(base.request_header(257, 0, 1, 2, proxiable=False), avps)
+    assert vsai.as_bytes() == base.vendor_application_avp(CX)
+    back = base.decode_capabilities(base.decode(raw))
+    assert back.vendor_applications == (CX,) and back.supported_vendor_ids == (TGPP,)
+    assert back.applications == frozenset({16777216}) and back.auth_application_ids == ()
+
+
+def test_cer_with_both_kinds_of_application() -> None:
+    caps = Capabilities(PEER, ("127.0.0.1",), (6,), supported_vendor_ids=(TGPP,), vendor_applications=(CX,))
+    raw = base.encode_cer(caps, 1, 2)
+    assert [c for c, _, _ in walk(raw)] == [264, 296, 257, 266, 269, 265, 258, 260]
+    back = base.decode_capabilities(base.decode(raw))
+    assert back.applications == frozenset({6, 16777216})
+    assert (back.auth_application_ids, back.vendor_applications) == ((6,), (CX,))

@@ -76,6 +76,17 @@ def test_cer_then_requests_on_one_connection(peers: list[FakePeer]) -> None:
     cer = p.cers[0]
     assert cer.identity == ME and cer.auth_application_ids == (6,) and cer.host_ip_addresses == ("127.0.0.1",)
     assert cer.origin_state_id == 42
+    assert cer.vendor_applications == () and cer.supported_vendor_ids == ()  # RFC 4740: as before
+
+
+def test_a_cx_worker_names_its_vendor_application_in_the_cer(peers: list[FakePeer]) -> None:
+    cx = base.VendorApplication(10415, 16777216)
+    p = new_peer(peers, applications=(16777216,))
+    c = DiameterClient(LocalPeer(ME, (), 42, vendor_applications=(cx,)))
+    c.configure(settings.parse({"protocol": "rfc4740", "peers": f"127.0.0.1:{p.port}"}))
+    assert ask(c) == 2006
+    cer = p.cers[0]
+    assert (cer.auth_application_ids, cer.vendor_applications, cer.supported_vendor_ids) == ((), (cx,), (10415,))
 
 
 def test_load_is_shared_round_robin(peers: list[FakePeer]) -> None:

@@ -52,6 +52,37 @@ def test_relay_application_is_enough(clock: Clock) -> None:
     assert p.state is State.OPEN
 
 
+CX = base.VendorApplication(10415, 16777216)
+
+
+def cx_protocol(clock: Clock) -> PeerProtocol:
+    caps = Capabilities(ME, ("127.0.0.1",), origin_state_id=7, supported_vendor_ids=(10415,), vendor_applications=(CX,))
+    return PeerProtocol(caps, TW, clock)
+
+
+@pytest.mark.parametrize(
+    "server",
+    [
+        pytest.param(Capabilities(PEER, ("127.0.0.2",), (6,), vendor_applications=(CX,)), id="vendor-specific"),
+        pytest.param(Capabilities(PEER, ("127.0.0.2",), (16777216,)), id="bare-auth-application-id"),
+        pytest.param(Capabilities(PEER, ("127.0.0.2",), (base.APP_RELAY,)), id="relay"),
+    ],
+)
+def test_a_cx_client_opens_with_a_peer_naming_cx(clock: Clock, server: Capabilities) -> None:
+    p = cx_protocol(clock)
+    cer = p.start()
+    caps = base.decode_capabilities(base.decode(cer))
+    assert (caps.auth_application_ids, caps.vendor_applications, caps.supported_vendor_ids) == ((), (CX,), (10415,))
+    p.receive(base.encode_cea(base.decode(cer), server, 2001))
+    assert p.state is State.OPEN
+
+
+def test_a_cx_client_refuses_a_peer_with_rfc_4740_only(clock: Clock) -> None:
+    p = cx_protocol(clock)
+    with pytest.raises(PeerError, match=r"none of our applications \[16777216\]"):
+        p.receive(cea_for(p.start(), apps=(6,)))
+
+
 @pytest.mark.parametrize(
     ("result", "apps", "text"),
     [(3010, (6,), "Result-Code 3010"), (2001, (1,), "none of our applications"), (5010, (6,), "5010")],
