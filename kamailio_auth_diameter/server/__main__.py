@@ -4,6 +4,7 @@ serve --db FILE|URL [--legacy-listen HOST:PORT] [--diameter-listen HOST:PORT] [-
       [--diameter-tls-listen HOST:PORT --tls-cert FILE --tls-key FILE [--tls-ca FILE]]
       [--allow CIDR ...] [--processes N] [--max-connections N] [--idle-timeout SECONDS] ...
 user add|del|list --db FILE|URL ...      group add|del|list --db FILE|URL ...
+user import --db FILE|URL [--update] [--dry-run] CSV|- | --from-postgresql URL [--table subscriber]
 
 --db is an SQLite file, or a postgresql:// URL (needs the 'postgresql' extra) for
 several server instances sharing users, groups and nonces; --db-file FILE reads it
@@ -43,7 +44,8 @@ from .limits import (
 )
 from .listener import LOOPBACK, Guard, bind, raise_fd_limit
 from .processes import supervise
-from .store import POSTGRES_SCHEMES, StoreError, open_store
+from .store import POSTGRES_SCHEMES, SqlStore, StoreError, open_store
+from .subscribers import Action, Decision, SubscriberError, plan, read_csv, read_postgres, summary
 from .throttle import ThrottlePolicy
 
 log = logging.getLogger("kamailio_auth_diameter.server")
@@ -267,8 +269,101 @@ def _parser() -> argparse.ArgumentParser:
                 help="the password is asked for twice on a terminal, else read as one line from standard input; "
                 "never give it here",
             )
+            _import_options(nsub)
         _database_options(nsub.add_parser("list"))
     return p
+
+
+def _delimiter(text: str) -> str:
+    if text == "tab":
+        return "\t"
+    if len(text) != 1 or text in '"\r\n':
+        raise argparse.ArgumentTypeError(f"{text!r} is not one character other than a quote or line break (or 'tab')")
+    return text
+
+
+def _import_options(nsub: argparse._SubParsersAction) -> None:
+    i = nsub.add_parser(
+        "import",
+        help="users from Kamailio's subscriber table (auth_db), by their hashes",
+        description="Import users from Kamailio's subscriber table: username, domain, ha1 and ha1b are kept as they "
+        "are (the password column is never read). A user already in the database is reported and kept.",
+    )
+    _database_options(i)
+    source = i.add_mutually_exclusive_group(required=True)
+    source.add_argument(
+        "csv",
+        nargs="?",
+        metavar="CSV",
+        help="an export with a header row naming username, domain, ha1, ha1b ('-': standard input), e.g. psql's "
+        "\\copy subscriber TO 'subscribers.csv' CSV HEADER",
+    )
+    source.add_argument(
+        "--from-postgresql",
+        metavar="URL",
+        help="read the table itself from this PostgreSQL database (a password: in ~/.pgpass or PGPASSFILE)",
+    )
+    i.add_argument("--table", help="the table --from-postgresql reads, SCHEMA.TABLE allowed (default subscriber)")
+    i.add_argument(
+        "--delimiter",
+        type=_delimiter,
+        metavar="CHAR",
+        help="the CSV's field separator, 'tab' for a tab (default: found in the header line among , tab ; |)",
+    )
+    i.add_argument(
+        "--update",
+        action="store_true",
+        help="replace the hashes of users already in the database (default: keep them, report the row, exit 1)",
+    )
+    i.add_argument("--dry-run", action="store_true", help="say what would be done, write nothing")
+
+
+def _import(args: argparse.Namespace) -> int:
+    """``user import``: every row decided before anything is written, then the writes in
+    one transaction; each row not imported is printed with its reason, then the counts.
+    Exit status 1 when a row was skipped (the others are imported all the same)."""
+    if args.from_postgresql is None:
+        if args.table is not None:
+            raise StoreError("--table goes with --from-postgresql")
+        path = "/dev/stdin" if args.csv == "-" else args.csv
+        with open(path, encoding="utf-8-sig", newline="") as f:
+            try:
+                rows = list(read_csv(f, args.delimiter))
+            except SubscriberError as exc:
+                raise SubscriberError(f"{args.csv}: {exc}") from None
+    else:
+        if args.delimiter is not None:
+            raise StoreError("--delimiter goes with a CSV file, not --from-postgresql")
+        if _has_password(args.from_postgresql):
+            log.warning(
+                "the --from-postgresql URL holds a password, which every user of this machine can read (ps, /proc) "
+                "while this runs: give it in ~/.pgpass or PGPASSFILE"
+            )
+        rows = read_postgres(args.from_postgresql, args.table or "subscriber")
+    store = open_store(_database(args))
+    try:
+        decisions = plan(rows, store.user_hashes, args.update)
+        if not args.dry_run:
+            with store.transaction():
+                decisions = [_write(store, d) for d in decisions]
+    finally:
+        store.close()
+    for d in decisions:
+        if d.action in (Action.SKIP, Action.UPDATE):
+            print(d.line())
+    print(summary(decisions) + (" (dry run: nothing written)" if args.dry_run else ""))
+    return 1 if any(d.action is Action.SKIP for d in decisions) else 0
+
+
+def _write(store: SqlStore, d: Decision) -> Decision:
+    """One decided row into the store; a user another command added since the row was
+    decided is kept and the row skipped."""
+    if d.user is None or d.action not in (Action.IMPORT, Action.UPDATE):
+        return d
+    u = d.user
+    if store.add_user_hashes(u.username, u.realm, u.ha1, u.ha1b, replace=d.action is Action.UPDATE):
+        return d
+    return Decision(Action.SKIP, d.where, d.who, u, "added by another command while importing, kept")
 
 
 def _database(args: argparse.Namespace) -> str:
@@ -320,6 +415,8 @@ def _password(given: str | None) -> str:
 
 
 def _manage(args: argparse.Namespace) -> int:
+    if args.command == "user" and args.action == "import":
+        return _import(args)
     password = _password(args.password) if args.command == "user" and args.action == "add" else ""
     store = open_store(_database(args))
     try:
@@ -520,7 +617,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if getattr(args, "verbose", False) else logging.INFO, handlers=[handler])
     try:
         return _serve(args) if args.command == "serve" else _manage(args)
-    except (StoreError, TlsSetupError, secret_file.InsecureFile, OSError) as exc:
+    except (StoreError, SubscriberError, TlsSetupError, secret_file.InsecureFile, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
 

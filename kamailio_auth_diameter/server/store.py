@@ -21,8 +21,11 @@ imported only when a ``postgresql://`` URL is used (:func:`open_store`).
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import sqlite3
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -96,6 +99,28 @@ def _check_name(what: str, value: str) -> str:
     if not value or any(c in value for c in '\r\n\0"') or value != value.strip():
         raise StoreError(f"{what} {value!r} is empty or has quotes, spaces around it or control characters")
     return value
+
+
+def check_user(username: str, realm: str) -> tuple[str, str]:
+    """The user's key as stored (the realm in lower case); StoreError if either part
+    cannot be a user of ours. Shared by ``user add`` and ``user import``, so that an
+    imported user is looked up exactly like an added one."""
+    _check_name("username", username)
+    realm = _check_name("realm", realm).lower()
+    if "@" in username or ":" in username:
+        raise StoreError(f"username {username!r} must be the user part only (no '@' or ':')")
+    return username, realm
+
+
+_MD5_HEX = re.compile(r"[0-9a-fA-F]{32}")
+
+
+def check_ha1(what: str, value: str) -> str:
+    """An MD5 HA1 as 32 hex digits, returned in lower case: the response is computed
+    over HA1's hex text, which the UA writes in lower case (RFC 2617 §3.1.3)."""
+    if not _MD5_HEX.fullmatch(value):
+        raise StoreError(f"{what} {value!r} is not an MD5 hash (32 hex digits)")
+    return value.lower()
 
 
 class SqlStore:
@@ -210,10 +235,7 @@ class SqlStore:
     # --- management -----------------------------------------------------------------
 
     def add_user(self, username: str, realm: str, password: str) -> None:
-        _check_name("username", username)
-        realm = _check_name("realm", realm).lower()
-        if "@" in username or ":" in username:
-            raise StoreError(f"username {username!r} must be the user part only (no '@' or ':')")
+        username, realm = check_user(username, realm)
         if not password:
             raise StoreError("password is empty")
         self._count(
@@ -221,6 +243,36 @@ class SqlStore:
             " ON CONFLICT (username, realm) DO UPDATE SET ha1 = excluded.ha1, ha1b = excluded.ha1b",
             (username, realm, ha1(username, realm, password), ha1(f"{username}@{realm}", realm, password)),
         )
+
+    def add_user_hashes(self, username: str, realm: str, ha1: str, ha1b: str, *, replace: bool) -> bool:
+        """A user given by their hashes (``user import``), for UAs that send ``alice``
+        (``ha1``) and ``alice@realm`` (``ha1b``). A user already there keeps theirs unless
+        ``replace``; True if the row was written. One statement, so an add racing with
+        another command cannot overwrite it unnoticed."""
+        username, realm = check_user(username, realm)
+        conflict = "DO UPDATE SET ha1 = excluded.ha1, ha1b = excluded.ha1b" if replace else "DO NOTHING"
+        return (
+            self._count(
+                f"INSERT INTO users (username, realm, ha1, ha1b) VALUES (?, ?, ?, ?) ON CONFLICT (username, realm) "
+                f"{conflict}",
+                (username, realm, check_ha1("ha1", ha1), check_ha1("ha1b", ha1b)),
+            )
+            > 0
+        )
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """The statements inside take effect together or not at all: an import of many
+        users is one commit (SQLite syncs the disk once, not once a row), and one that
+        fails half-way leaves the users as they were."""
+        self._count("BEGIN")
+        try:
+            yield
+        except BaseException:
+            with contextlib.suppress(StoreError):
+                self._count("ROLLBACK")
+            raise
+        self._count("COMMIT")
 
     def delete_user(self, username: str, realm: str) -> None:
         if self._count("DELETE FROM users WHERE username = ? AND realm = ?", (username, realm.lower())) == 0:

@@ -48,6 +48,8 @@ def store(postgres: Postgres) -> Iterator[PostgresStore]:
         contract.test_add_user_stores_both_hashes,
         contract.test_lookup_is_exact,
         contract.test_add_replaces_password,
+        contract.test_add_user_hashes_keeps_a_user_unless_told_to_replace,
+        contract.test_a_transaction_takes_effect_whole_or_not_at_all,
         contract.test_list_and_delete_users,
         contract.test_delete_unknown_user_raises,
         contract.test_empty_password_rejected,

@@ -103,6 +103,36 @@ def test_bad_user_names_rejected(store: SqliteStore, username: str, realm: str) 
     assert store.users() == []
 
 
+def test_add_user_hashes_keeps_a_user_unless_told_to_replace(store: SqliteStore) -> None:
+    """user import: hashes given as they are (hex in lower case, realm in lower case);
+    a user already there is not overwritten unless asked."""
+    one = UserHashes(digest.ha1("alice", "example.com", "one"), digest.ha1("alice@example.com", "example.com", "one"))
+    two = UserHashes(digest.ha1("alice", "example.com", "two"), digest.ha1("alice@example.com", "example.com", "two"))
+    assert store.add_user_hashes("alice", "Example.com", one.ha1.upper(), one.ha1b, replace=False)
+    assert store.user_hashes("alice", "example.com") == one
+    assert not store.add_user_hashes("alice", "example.com", two.ha1, two.ha1b, replace=False)
+    assert store.user_hashes("alice", "example.com") == one
+    assert store.add_user_hashes("alice", "example.com", two.ha1, two.ha1b, replace=True)
+    assert store.user_hashes("alice", "example.com") == two
+    for bad in ("", "0" * 31, "0" * 64, "g" * 32):
+        with pytest.raises(StoreError, match="is not an MD5 hash"):
+            store.add_user_hashes("bob", "example.com", bad, two.ha1b, replace=False)
+    with pytest.raises(StoreError, match="must be the user part only"):
+        store.add_user_hashes("bob@example.com", "example.com", two.ha1, two.ha1b, replace=False)
+    assert store.users() == [("alice", "example.com")]
+
+
+def test_a_transaction_takes_effect_whole_or_not_at_all(store: SqliteStore) -> None:
+    with store.transaction():
+        store.add_user("alice", "example.com", "pw")
+        store.add_user("bob", "example.com", "pw")
+    with pytest.raises(StoreError), store.transaction():
+        store.add_user("carol", "example.com", "pw")
+        store.delete_user("alice", "example.com")
+        store.add_user("dave", "example.com", "")
+    assert store.users() == [("alice", "example.com"), ("bob", "example.com")]
+
+
 def test_empty_password_rejected(store: SqliteStore) -> None:
     with pytest.raises(StoreError):
         store.add_user("alice", "example.com", "")
