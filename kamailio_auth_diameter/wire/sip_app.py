@@ -1,7 +1,9 @@
 """RFC 4740 Diameter SIP application (application 6), both directions, pure.
 
 MAR/MAA (286) carry the digest challenge and credentials in SIP-Auth-Data-Item
-with the RFC 5090 Digest-* AVPs (vendor 0, M set); SAR/SAA (284) with
+with the RFC 5090 Digest-* AVPs (vendor 0, M set); an MAA may also hand over the
+user's H(A1) (Flow B, §6.3: Digest-HA1 in SIP-Authenticate, one SIP-Auth-Data-Item
+per algorithm), which :attr:`MultimediaAuthAnswer.ha1s` holds; SAR/SAA (284) with
 SIP-Server-Assignment-Type NO_ASSIGNMENT fetch SIP-User-Data, which is how a group
 check works on a standard server (our convention: SIP-User-Data-Type "groups",
 contents the group names one per line, UTF-8). The client half (encode_mar,
@@ -22,31 +24,35 @@ from diameter.message.avp import Avp
 
 from . import base
 from .base import RequestError
+from .digest_avps import (
+    AVP_DIGEST_ALGORITHM,
+    AVP_DIGEST_CNONCE,
+    AVP_DIGEST_DOMAIN,
+    AVP_DIGEST_HA1,
+    AVP_DIGEST_METHOD,
+    AVP_DIGEST_NONCE,
+    AVP_DIGEST_NONCE_COUNT,
+    AVP_DIGEST_OPAQUE,
+    AVP_DIGEST_QOP,
+    AVP_DIGEST_REALM,
+    AVP_DIGEST_RESPONSE,
+    AVP_DIGEST_STALE,
+    AVP_DIGEST_URI,
+    AVP_DIGEST_USERNAME,
+    AVP_SIP_AOR,
+    DigestHa1,
+    digest_ha1,
+)
 
 APP_SIP = 6
 CMD_SERVER_ASSIGNMENT = 284
 CMD_MULTIMEDIA_AUTH = 286
 
-AVP_DIGEST_RESPONSE = 103
-AVP_DIGEST_REALM = 104
-AVP_DIGEST_NONCE = 105
-AVP_DIGEST_METHOD = 108
-AVP_DIGEST_URI = 109
-AVP_DIGEST_QOP = 110
-AVP_DIGEST_ALGORITHM = 111
-AVP_DIGEST_CNONCE = 113
-AVP_DIGEST_NONCE_COUNT = 114
-AVP_DIGEST_USERNAME = 115
-AVP_DIGEST_OPAQUE = 116
-AVP_DIGEST_AUTH_PARAM = 117
-AVP_DIGEST_DOMAIN = 119
-AVP_DIGEST_STALE = 120
-AVP_DIGEST_HA1 = 121
-AVP_SIP_AOR = 122
 AVP_SIP_SERVER_URI = 371
 AVP_SIP_SERVER_ASSIGNMENT_TYPE = 375
 AVP_SIP_AUTH_DATA_ITEM = 376
 AVP_SIP_AUTHENTICATION_SCHEME = 377
+AVP_SIP_ITEM_NUMBER = 378
 AVP_SIP_AUTHENTICATE = 379
 AVP_SIP_AUTHORIZATION = 380
 AVP_SIP_NUMBER_AUTH_ITEMS = 382
@@ -90,7 +96,6 @@ class DigestChallenge:
     stale: bool = False
     opaque: str | None = None
     domain: str | None = None
-    ha1: str | None = None  # Flow B (H(A1) delegated to the client); our server never sends it
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,9 +151,13 @@ class MultimediaAuthRequest:
 
 @dataclass(frozen=True, slots=True)
 class MultimediaAuthAnswer:
+    """``challenge`` is the first SIP-Authenticate; ``ha1s`` the Digest-HA1 of every
+    SIP-Auth-Data-Item that has one (Flow B), in the order of the answer."""
+
     result_code: int
     challenge: DigestChallenge | None = None
     error_message: str | None = None
+    ha1s: tuple[DigestHa1, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -345,7 +354,7 @@ def decode_mar(msg: base.LeanMessage) -> MultimediaAuthRequest:
     )
 
 
-def _pack_authenticate(c: DigestChallenge) -> bytes:
+def _pack_authenticate(c: DigestChallenge, ha1: str | None = None) -> bytes:
     members = [base.pack_text(AVP_DIGEST_REALM, c.realm), base.pack_text(AVP_DIGEST_NONCE, c.nonce)]
     _pack_optional(members, AVP_DIGEST_DOMAIN, c.domain)
     _pack_optional(members, AVP_DIGEST_OPAQUE, c.opaque)
@@ -353,8 +362,28 @@ def _pack_authenticate(c: DigestChallenge) -> bytes:
         members.append(base.pack_text(AVP_DIGEST_STALE, "true"))
     _pack_optional(members, AVP_DIGEST_ALGORITHM, c.algorithm)
     _pack_optional(members, AVP_DIGEST_QOP, c.qop)
-    _pack_optional(members, AVP_DIGEST_HA1, c.ha1)
+    _pack_optional(members, AVP_DIGEST_HA1, ha1)
     return base.pack_avp(AVP_SIP_AUTHENTICATE, b"".join(members))
+
+
+def _pack_items(answer: MultimediaAuthAnswer) -> bytes:
+    """SIP-Number-Auth-Items and the SIP-Auth-Data-Items of an MAA's challenge: one, or
+    with ``ha1s`` one per H(A1), numbered (RFC 4740 §9.5: SIP-Item-Number when there are
+    several), each the challenge with that H(A1)'s realm, algorithm and qop."""
+    c = answer.challenge
+    if c is None:
+        if answer.ha1s:
+            raise ValueError("Digest-HA1 travels in SIP-Authenticate: an answer with ha1s needs a challenge")
+        return b""
+    if not answer.ha1s:
+        item = base.pack_u32(AVP_SIP_AUTHENTICATION_SCHEME, SCHEME_DIGEST) + _pack_authenticate(c)
+        return base.pack_u32(AVP_SIP_NUMBER_AUTH_ITEMS, 1) + base.pack_avp(AVP_SIP_AUTH_DATA_ITEM, item)
+    out = [base.pack_u32(AVP_SIP_NUMBER_AUTH_ITEMS, len(answer.ha1s))]
+    for number, h in enumerate(answer.ha1s, 1):
+        challenge = DigestChallenge(h.realm, c.nonce, h.qop, h.algorithm, c.stale, c.opaque, c.domain)
+        item = base.pack_u32(AVP_SIP_AUTHENTICATION_SCHEME, SCHEME_DIGEST) + base.pack_u32(AVP_SIP_ITEM_NUMBER, number)
+        out.append(base.pack_avp(AVP_SIP_AUTH_DATA_ITEM, item + _pack_authenticate(challenge, h.ha1)))
+    return b"".join(out)
 
 
 _SESSION_AVPS = base.pack_u32(base.AVP_AUTH_APPLICATION_ID, APP_SIP) + base.pack_u32(
@@ -363,10 +392,8 @@ _SESSION_AVPS = base.pack_u32(base.AVP_AUTH_APPLICATION_ID, APP_SIP) + base.pack
 
 
 def encode_maa(request: base.LeanMessage, identity: base.Identity, answer: MultimediaAuthAnswer) -> bytes:
-    body = _SESSION_AVPS
-    if answer.challenge is not None:
-        item = base.pack_u32(AVP_SIP_AUTHENTICATION_SCHEME, SCHEME_DIGEST) + _pack_authenticate(answer.challenge)
-        body += base.pack_u32(AVP_SIP_NUMBER_AUTH_ITEMS, 1) + base.pack_avp(AVP_SIP_AUTH_DATA_ITEM, item)
+    """ValueError for ``ha1s`` without a challenge to carry them."""
+    body = _SESSION_AVPS + _pack_items(answer)
     return base.lean_answer(request, identity, answer.result_code, body, answer.error_message)
 
 
@@ -379,25 +406,40 @@ def _decode_challenge(m: base.LeanAvps) -> DigestChallenge:
         stale=(m.text(AVP_DIGEST_STALE) or "").lower() == "true",
         opaque=m.text(AVP_DIGEST_OPAQUE),
         domain=m.text(AVP_DIGEST_DOMAIN),
-        ha1=m.text(AVP_DIGEST_HA1),
     )
+
+
+def _decode_ha1(m: base.LeanAvps) -> DigestHa1 | None:
+    """The H(A1) of one SIP-Authenticate (Flow B), None without Digest-HA1 or for an
+    algorithm we cannot use; DecodeError if it is not hex of the right length."""
+    ha1 = m.text(AVP_DIGEST_HA1)
+    if ha1 is None:
+        return None
+    return digest_ha1(m.text(AVP_DIGEST_ALGORITHM), ha1, m.required_text(AVP_DIGEST_REALM), m.text(AVP_DIGEST_QOP))
 
 
 def decode_maa(raw: bytes) -> tuple[base.AnswerInfo, MultimediaAuthAnswer]:
     """An MAA (lean codec). DecodeError if the bytes are not a message (close the
-    connection); RequestError if it lacks Result-Code, Origin-* or a challenge's realm/nonce."""
+    connection) or an H(A1) is not hex of its algorithm's length; RequestError if it
+    lacks Result-Code, Origin-* or a challenge's realm/nonce. The SIP-Authenticate of
+    each SIP-Auth-Data-Item is read, and nothing deeper: a hostile nesting costs nothing."""
     msg = base.decode_lean(raw)
     info = base.answer_info(msg)
     challenge = None
+    ha1s = []
     for item in msg.avps.groups(AVP_SIP_AUTH_DATA_ITEM):
         authenticate = item.groups(AVP_SIP_AUTHENTICATE)
         if authenticate:
-            challenge = _decode_challenge(authenticate[0])
-            break
+            if challenge is None:
+                challenge = _decode_challenge(authenticate[0])
+            ha1 = _decode_ha1(authenticate[0])
+            if ha1 is not None:
+                ha1s.append(ha1)
     answer = MultimediaAuthAnswer(
         result_code=msg.avps.required_unsigned(base.AVP_RESULT_CODE),
         challenge=challenge,
         error_message=info.error_message,
+        ha1s=tuple(ha1s),
     )
     return info, answer
 

@@ -9,6 +9,7 @@ from diameter.message import Message
 
 from kamailio_auth_diameter.wire import base, sip_app
 from kamailio_auth_diameter.wire.base import DecodeError, Identity, RequestError
+from kamailio_auth_diameter.wire.digest_avps import DigestHa1
 from kamailio_auth_diameter.wire.sip_app import (
     DigestChallenge,
     DigestResponse,
@@ -146,13 +147,99 @@ def test_maa_success_and_error_message() -> None:
     assert sip_app.decode_maa(sip_app.encode_maa(lean(request), ME, answer))[1] == answer
 
 
-def test_maa_with_ha1_is_flow_b() -> None:
+MD5_HA1 = DigestHa1("MD5", "0123456789abcdef" * 2, "example.com", "auth")
+SHA_HA1 = DigestHa1("SHA-256", "fedcba9876543210" * 4, "example.com", "auth")
+
+
+def test_maa_with_ha1s_is_flow_b_one_numbered_item_per_algorithm() -> None:
     request = base.decode(sip_app.encode_mar(MAR, 1, 2), sip_app.GROUPED)
-    challenge = DigestChallenge(realm="r", nonce="n", ha1="0" * 32)
-    raw = sip_app.encode_maa(lean(request), ME, MultimediaAuthAnswer(2001, challenge))
-    assert (121, 0x40, 0) in flatten(tree(raw))
+    challenge = DigestChallenge(realm="example.com", nonce="n" * 48, algorithm="SHA-256")
+    answer = MultimediaAuthAnswer(1001, challenge, ha1s=(SHA_HA1, MD5_HA1))
+    raw = sip_app.encode_maa(lean(request), ME, answer)
+    nodes = tree(raw)
+    assert [c for c, _, _, _ in nodes] == [263, 268, 264, 296, 258, 277, 382, 376, 376]
+    assert nodes[6][3] == (2).to_bytes(4, "big")  # SIP-Number-Auth-Items
+    items = [d for c, _, _, d in nodes if c == 376]
+    for number, item, h in zip((1, 2), items, (SHA_HA1, MD5_HA1), strict=True):
+        assert isinstance(item, list)
+        assert [(c, d) for c, _, _, d in item[:2]] == [(377, b"\0\0\0\0"), (378, number.to_bytes(4, "big"))]
+        authenticate = item[2][3]
+        assert isinstance(authenticate, list)
+        assert [(c, d) for c, _, _, d in authenticate] == [
+            (104, b"example.com"),
+            (105, b"n" * 48),
+            (111, h.algorithm.encode()),
+            (110, b"auth"),
+            (121, h.ha1.encode()),
+        ]
+    assert all(flags == 0x40 and vendor == 0 for _, flags, vendor in flatten(nodes))
+    assert sip_app.decode_maa(raw)[1] == answer
+
+
+def test_flow_b_answer_is_python_diameters_bytes() -> None:
+    request = base.decode(sip_app.encode_mar(MAR, 1, 2), sip_app.GROUPED)
+    challenge = DigestChallenge(realm="example.com", nonce="n" * 48, opaque="o", algorithm="SHA-256")
+    items = []
+    for number, h in enumerate((SHA_HA1, MD5_HA1), 1):
+        values = [(104, h.realm), (105, "n" * 48), (116, "o"), (111, h.algorithm), (110, h.qop), (121, h.ha1)]
+        authenticate = base.avp_group(379, [base.avp(code, value) for code, value in values])
+        items.append(base.avp_group(376, [base.avp(377, 0), base.avp(378, number), authenticate]))
+    expected = base.encode_answer(request, ME, 2008, [*sip_app.session_avps(), base.avp(382, 2), *items])
+    answer = MultimediaAuthAnswer(2008, challenge, ha1s=(SHA_HA1, MD5_HA1))
+    assert sip_app.encode_maa(lean(request), ME, answer) == expected
+
+
+def test_ha1s_need_a_challenge_to_travel_in() -> None:
+    request = lean(base.decode(sip_app.encode_mar(MAR, 1, 2), sip_app.GROUPED))
+    with pytest.raises(ValueError, match="needs a challenge"):
+        sip_app.encode_maa(request, ME, MultimediaAuthAnswer(2001, ha1s=(MD5_HA1,)))
+
+
+def flow_b_maa(*authenticates: list[tuple[int, str]]) -> bytes:
+    """An MAA from someone else's server: one SIP-Auth-Data-Item per list of Digest-* values."""
+    request = base.decode(sip_app.encode_mar(MAR, 1, 2), sip_app.GROUPED)
+    items = [
+        base.avp_group(376, [base.avp(377, 0), base.avp_group(379, [base.avp(c, v) for c, v in values])])
+        for values in authenticates
+    ]
+    return base.encode_answer(request, ME, 1001, [*sip_app.session_avps(), *items])
+
+
+def test_flow_b_decoding_normalises_and_defaults() -> None:
+    raw = flow_b_maa(
+        [(104, "example.com"), (105, "n1"), (121, "ABCDEF0123456789" * 2)],  # no algorithm, no qop
+        [(104, "example.com"), (105, "n2")],  # Flow A's item: no HA1
+        [(104, "example.com"), (105, "n3"), (111, "sha-256"), (110, "auth"), (121, "A" * 64)],
+        [(104, "example.com"), (105, "n4"), (111, "SHA-512-256"), (121, "zz")],  # not ours to use: left out
+        [(104, "example.com"), (105, "n5"), (111, "MD5-sess"), (121, "0" * 32)],
+    )
     _, answer = sip_app.decode_maa(raw)
-    assert answer.challenge is not None and answer.challenge.ha1 == "0" * 32
+    assert answer.challenge == DigestChallenge("example.com", "n1", qop=None, algorithm=None)
+    assert answer.ha1s == (
+        DigestHa1("MD5", "abcdef0123456789" * 2, "example.com", "auth"),
+        DigestHa1("SHA-256", "a" * 64, "example.com", "auth"),
+    )
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        pytest.param([(111, "MD5"), (121, "0" * 31)], id="md5-short"),
+        pytest.param([(111, "MD5"), (121, "0" * 64)], id="md5-with-a-sha-256-length"),
+        pytest.param([(111, "SHA-256"), (121, "0" * 32)], id="sha-256-with-an-md5-length"),
+        pytest.param([(121, "g" * 32)], id="not-hex"),
+        pytest.param([(121, "0x" + "0" * 30)], id="hex-prefix"),
+        pytest.param([(121, " " + "0" * 31)], id="space"),
+    ],
+)
+def test_flow_b_ha1_that_is_not_its_algorithms_hex_is_a_decode_error(values: list[tuple[int, str]]) -> None:
+    with pytest.raises(DecodeError, match=r"not (32|64) hex digits"):
+        sip_app.decode_maa(flow_b_maa([(104, "example.com"), (105, "n"), *values]))
+
+
+def test_flow_b_ha1_without_realm_is_a_bad_answer() -> None:
+    with pytest.raises(RequestError):
+        sip_app.decode_maa(flow_b_maa([(105, "n"), (121, "0" * 32)]))
 
 
 def test_credentials_params_use_header_names() -> None:
