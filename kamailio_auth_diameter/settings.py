@@ -16,7 +16,9 @@ _INTEGER = re.compile(r"[+-]?[0-9]+")
 # A DiameterIdentity (RFC 6733 §4.3.1) is an FQDN; we accept its usual letters only.
 _IDENTITY = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*")
 _PEER = re.compile(r"(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[^\s:/,\[\]]+))(?::(?P<port>[0-9]{1,5}))?")
-PROTOCOLS = ("legacy", "rfc4740")
+PROTOCOLS = ("legacy", "rfc4740", "rfc4740-ha1")
+ALGORITHMS = ("SHA-256", "MD5")  # what verify-in-proxy challenges may offer, RFC 8760 order
+_TABLE = re.compile(r"[A-Za-z0-9_]{1,64}")
 DIAMETER_PORT = 3868  # RFC 6733 §2.1: TCP
 DIAMETER_TLS_PORT = 5658  # and TLS/TCP
 
@@ -75,7 +77,9 @@ SPECS: tuple[Spec, ...] = (
         "protocol",
         "choice",
         "legacy",
-        help="legacy: the C module's DISC wire format; rfc4740: an RFC 6733 peer with the RFC 4740 SIP application",
+        help="legacy: the C module's DISC wire format; rfc4740: an RFC 6733 peer with the RFC 4740 SIP application; "
+        "rfc4740-ha1 and cx: the proxy checks digests itself with HA1s fetched by RFC 4740 MAR (Digest-HA1) or "
+        "3GPP Cx MAR (SIP-Digest-Authenticate)",
         choices=PROTOCOLS,
     ),
     Spec(
@@ -109,6 +113,32 @@ SPECS: tuple[Spec, ...] = (
     Spec("tls_ca_file", "path", "", help="rfc4740: CA certificates that sign the peers' certificates; empty: system"),
     Spec("tls_cert_file", "path", "", help="rfc4740: our client certificate (PEM), if the peers ask for one"),
     Spec("tls_key_file", "path", "", help="rfc4740: its private key (PEM); empty: in tls_cert_file"),
+    Spec(
+        "nonce_secret_file",
+        "path",
+        "",
+        help="rfc4740-ha1, cx: file with the secret (at least 32 bytes, not readable by others) that signs our "
+        "nonces; Kamailio hosts sharing it accept each other's nonces",
+    ),
+    Spec("nonce_lifetime", int, 300, 10, 86400, "rfc4740-ha1, cx: seconds a nonce of ours is valid"),
+    Spec(
+        "ha1_cache_ttl",
+        int,
+        600,
+        0,
+        86400,
+        "rfc4740-ha1, cx: seconds an HA1 from the server answers without asking again; 0: ask for every response",
+    ),
+    Spec(
+        "digest_algorithms",
+        "algorithms",
+        "SHA-256,MD5",
+        help="rfc4740-ha1, cx: the algorithms challenges offer, one WWW-/Proxy-Authenticate each, in this order "
+        "(SHA-256, MD5); only those the server has an HA1 for once the user is known",
+    ),
+    Spec("nc_table", "table", "authdia_nc", help="rfc4740-ha1, cx: htable of each nonce's last nonce-count"),
+    Spec("ha1_table", "table", "authdia_ha1", help="rfc4740-ha1, cx: htable caching the HA1s"),
+    Spec("server_name", "text", "", help="cx: Server-Name of our MARs (a SIP URI); empty: sip:<origin_host>"),
 )
 NAMES = tuple(s.name for s in SPECS)
 
@@ -136,6 +166,13 @@ class Settings:
     tls_ca_file: str
     tls_cert_file: str
     tls_key_file: str
+    nonce_secret_file: str
+    nonce_lifetime: int
+    ha1_cache_ttl: int
+    digest_algorithms: str
+    nc_table: str
+    ha1_table: str
+    server_name: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,6 +216,14 @@ def _text(spec: Spec, where: str, raw: str) -> str:
     elif spec.kind == "peers":
         if value:
             parse_peers(value, DIAMETER_PORT, where)
+    elif spec.kind == "algorithms":
+        algorithms(value, where)
+    elif spec.kind == "table":
+        if not _TABLE.fullmatch(value):
+            raise SettingsError(f"{where}: {raw!r} is not an htable name (letters, digits, _)")
+    elif spec.kind == "text":
+        if any(ord(c) < 0x20 or c in '"\\' for c in value):
+            raise SettingsError(f"{where}: {raw!r} has a control character, a quote or a backslash")
     elif "\0" in value:
         raise SettingsError(f"{where}: {raw!r} is not a file name")
     return value
@@ -210,6 +255,17 @@ def parse(raw: Mapping[str, object]) -> Settings:
         value = raw.get(spec.name)
         values[spec.name] = spec.default if value is None else _convert(spec, value)
     return Settings(**values)
+
+
+def algorithms(text: str, where: str = f"{GROUP}.digest_algorithms") -> tuple[str, ...]:
+    """``"SHA-256,MD5"`` -> ("SHA-256", "MD5"): known names, upper-cased, no repeats, at least one."""
+    names = tuple(a.strip().upper() for a in text.split(","))
+    for name in names:
+        if name not in ALGORITHMS:
+            raise SettingsError(f"{where}: {name!r} is not one of {', '.join(ALGORITHMS)}")
+    if len(set(names)) != len(names):
+        raise SettingsError(f"{where}: {text!r} names an algorithm twice")
+    return names
 
 
 def peer_addresses(s: Settings) -> tuple[PeerAddress, ...]:

@@ -3,19 +3,30 @@
 The plugin (kamailio/plugin.py) reads the SIP request, plans it (authorize.plan,
 group.plan), hands the plan to the backend of the ``protocol`` setting and turns what
 comes back into a reply. A backend owns its connections and its wire format; the
-plugin never asks which mode it is in. :func:`choose` is the only place that maps a
-``protocol`` value to a backend.
+plugin never asks which mode it is in. :data:`BACKENDS` is the only place that maps
+a ``protocol`` value to a backend.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from .contract import Backend, Environment
+from .ha1_source import Rfc4740Ha1Source
 from .legacy import LegacyBackend
 from .rfc4740 import Rfc4740Backend
+from .verify import VerifyBackend
 
 __all__ = ["BACKENDS", "Backend", "Environment", "choose", "needs_host_name"]
 
-BACKENDS: dict[str, type] = {"legacy": LegacyBackend, "rfc4740": Rfc4740Backend}
+BACKENDS: dict[str, Callable[[Environment], Backend]] = {
+    "legacy": LegacyBackend,
+    "rfc4740": Rfc4740Backend,
+    "rfc4740-ha1": lambda env: VerifyBackend(env, Rfc4740Ha1Source(env)),
+}
+# The modes that are RFC 6733 peers, named on the wire by an Origin-Host whose default
+# is this host's FQDN: DNS that start-up does once, not a request.
+NAMED = frozenset({"rfc4740", "rfc4740-ha1"})
 
 
 def choose(protocol: str, env: Environment) -> Backend:
@@ -24,6 +35,4 @@ def choose(protocol: str, env: Environment) -> Backend:
 
 
 def needs_host_name(protocol: str) -> bool:
-    """Whether the mode names itself on the wire (Origin-Host), whose default is this
-    host's FQDN: DNS that start-up should do once, not a request."""
-    return getattr(BACKENDS[protocol], "NAMED", False)
+    return protocol in NAMED

@@ -23,9 +23,16 @@ A = TypeVar("A")
 
 
 class PeerClient:
-    def __init__(self, env: Environment, applications: tuple[int, ...]) -> None:
+    def __init__(
+        self,
+        env: Environment,
+        applications: tuple[int, ...],
+        vendor_applications: tuple[base.VendorApplication, ...] = (),
+    ) -> None:
         self._env = env
         self._applications = applications
+        self._vendor_applications = vendor_applications
+        self.base_host = ""  # origin_host, or this host's FQDN: what the worker identities are named after
         self._client: DiameterClient | None = None
         self._identity: tuple[str, str, str] = ("", "", "")  # origin host, origin realm, destination realm
         self._timeout = 0.0
@@ -44,10 +51,12 @@ class PeerClient:
             if self._client is not None:
                 self._client.close(deadline)
             origin = base.Identity(identity[0], identity[1])
-            self._client = DiameterClient(LocalPeer(origin, self._applications, int(time.time())), clock=env.clock)
+            local = LocalPeer(origin, self._applications, int(time.time()), self._vendor_applications)
+            self._client = DiameterClient(local, clock=env.clock)
             self._client.offset = env.rank if env.rank is not None and env.rank > 0 else os.getpid()
             self._identity, self.origin = identity, origin
             self.sessions = base.SessionIds(origin.origin_host)
+            self.base_host = identity[0].partition(".")[2]
         self._client.configure(settings, deadline)
         self._timeout = settings.answer_timeout / 1000.0
 

@@ -127,20 +127,18 @@ def challenge_value(c: sip_app.DigestChallenge) -> bytes | None:
 
 
 class Rfc4740Backend:
-    NAMED = True  # a Diameter peer: its Origin-Host defaults to this host's FQDN
-
     def __init__(self, env: Environment) -> None:
         self._env = env
-        self._peer = PeerClient(env, (sip_app.APP_SIP,))
+        self.peer = PeerClient(env, (sip_app.APP_SIP,))
 
     def configure(self, settings: Settings, deadline: float) -> None:
-        self._peer.configure(settings, deadline)
+        self.peer.configure(settings, deadline)
 
     def close(self, deadline: float | None) -> None:
-        self._peer.close(deadline)
+        self.peer.close(deadline)
 
     def authorize(self, ctx: AuthContext, proxy: bool, msgid: int, start: float) -> Outcome:
-        log, peer = self._env.log, self._peer
+        log, peer = self._env.log, self.peer
         try:
             mar = mar_for(ctx, ctx.realm, peer.sessions(), peer.origin, peer.destination_realm)
         except IncompleteCredentials as exc:
@@ -168,7 +166,7 @@ class Rfc4740Backend:
 
     def is_user_in(self, ctx: GroupContext, group_name: str, msgid: int, start: float) -> int:
         """SAR NO_ASSIGNMENT for the user's "groups" SIP-User-Data (see wire/sip_app.py)."""
-        peer = self._peer
+        peer = self.peer
         sar = sip_app.ServerAssignmentRequest(
             session_id=peer.sessions(),
             origin_host=peer.origin.origin_host,

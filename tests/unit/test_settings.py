@@ -20,6 +20,8 @@ BOUNDS = {
     "reconnect_max": (0, 3600000),
     "watchdog_interval": (6000, 3600000),
     "use_tls": (0, 1),
+    "nonce_lifetime": (10, 86400),
+    "ha1_cache_ttl": (0, 86400),
 }
 INT_NAMES = tuple(BOUNDS)
 
@@ -45,6 +47,13 @@ def test_defaults() -> None:
         tls_ca_file="",
         tls_cert_file="",
         tls_key_file="",
+        nonce_secret_file="",
+        nonce_lifetime=300,
+        ha1_cache_ttl=600,
+        digest_algorithms="SHA-256,MD5",
+        nc_table="authdia_nc",
+        ha1_table="authdia_ha1",
+        server_name="",
     )
 
 
@@ -152,6 +161,13 @@ def test_all_set() -> None:
             "tls_ca_file": "/etc/ca.pem",
             "tls_cert_file": "/etc/c.pem",
             "tls_key_file": "/etc/k.pem",
+            "nonce_secret_file": "/etc/nonce.key",
+            "nonce_lifetime": 60,
+            "ha1_cache_ttl": 0,
+            "digest_algorithms": "md5",
+            "nc_table": "nc",
+            "ha1_table": "ha1",
+            "server_name": "sip:scscf.example.com",
         }
     )
     assert s == Settings(
@@ -174,7 +190,28 @@ def test_all_set() -> None:
         "/etc/ca.pem",
         "/etc/c.pem",
         "/etc/k.pem",
+        "/etc/nonce.key",
+        60,
+        0,
+        "md5",
+        "nc",
+        "ha1",
+        "sip:scscf.example.com",
     )
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("digest_algorithms", "SHA1", "'SHA1' is not one of SHA-256, MD5"),
+        ("digest_algorithms", "MD5,md5", "names an algorithm twice"),
+        ("nc_table", "a b", "not an htable name"),
+        ("server_name", 'sip:"x"', "a quote"),
+    ],
+)
+def test_verify_in_proxy_settings_are_checked(name: str, value: str, message: str) -> None:
+    with pytest.raises(SettingsError, match=f"auth_diameter.{name}: .*{message}"):
+        settings.parse({name: value})
 
 
 def test_settings_error_is_value_error() -> None:

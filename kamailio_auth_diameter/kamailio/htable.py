@@ -1,0 +1,56 @@
+"""SharedTables in Kamailio's shared memory, through the htable module's KEMI functions.
+
+Both tables must be declared in the cfg with ``autoexpire`` > 0: on Kamailio 5.6 a
+per-item expiry is ignored in a table without it. Kamailio 5.6.3 also loses an item's
+expiry when a string is replaced by a longer one, so a cache entry is removed before
+it is set again. ``sht_setxi`` returns 0 on success where other setters return 1: its
+result is not tested.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class HtableError(Exception):
+    """A table the settings name is missing from the cfg (or htable is not loaded)."""
+
+
+class KamailioTables:
+    def __init__(self, ksr: Any, nc_table: str, ha1_table: str) -> None:
+        self._sht = ksr.htable
+        self._nc = nc_table
+        self._ha1 = ha1_table
+
+    def check(self) -> None:
+        """HtableError unless both tables exist: htable's KEMI functions only log (and
+        return an error) for an unknown table, which would turn every check into a pass
+        of nothing, so the backend refuses to start on it instead."""
+        for name in (self._nc, self._ha1):
+            if self._sht.sht_setxi(name, "\tprobe", 0, 1) < 0:
+                raise HtableError(
+                    f'htable {name!r} is not declared: modparam("htable", "htable", "{name}=>size=14;autoexpire=600")'
+                )
+
+    def advance_nc(self, nonce: str, nc: int, lifetime: int) -> bool:
+        sht, table = self._sht, self._nc
+        sht.sht_lock(table, nonce)
+        try:
+            last = sht.sht_get(table, nonce)
+            if isinstance(last, int) and nc <= last:
+                return False
+            sht.sht_setxi(table, nonce, nc, lifetime)
+            return True
+        finally:
+            sht.sht_unlock(table, nonce)
+
+    def get_ha1s(self, key: str) -> str | None:
+        value = self._sht.sht_get(self._ha1, key)
+        return value if isinstance(value, str) else None
+
+    def put_ha1s(self, key: str, value: str, ttl: int) -> None:
+        self._sht.sht_rm(self._ha1, key)
+        self._sht.sht_setxs(self._ha1, key, value, ttl)
+
+    def drop_ha1s(self, key: str) -> None:
+        self._sht.sht_rm(self._ha1, key)
