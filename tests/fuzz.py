@@ -57,20 +57,26 @@ from kamailio_auth_diameter.server.store import SqliteStore
 from kamailio_auth_diameter.sip.credentials import parse_credentials
 from kamailio_auth_diameter.sip.uri import parse_uri
 from kamailio_auth_diameter.transport.client import _failover_result
-from kamailio_auth_diameter.wire import base, legacy, sip_app
+from kamailio_auth_diameter.wire import base, cx, legacy, sip_app
 from kamailio_auth_diameter.wire.base import Capabilities, Identity
+from kamailio_auth_diameter.wire.digest_avps import HEX_LENGTHS, DigestHa1
 from kamailio_auth_diameter.wire.framing import HEADER_LEN, MAX_MESSAGE, Framer, FramingError
 
 SERVER = Identity("aaa.example.org", "example.org")
 CLIENT = Identity("kamailio.example.org", "example.org")
 REALM = "example.com"
 PASSWORD = "s3cret"
+HA1S = (
+    DigestHa1("SHA-256", digest.ha1("alice", REALM, PASSWORD, "SHA-256"), REALM, "auth"),
+    DigestHa1("MD5", digest.ha1("alice", REALM, PASSWORD), REALM, "auth"),
+)
 
 _AVP_HEAD = struct.Struct("!II")
 _MESSAGE_HEAD = struct.Struct("!IIIII")
-# Grouped codes the tree model opens: every one any reader of ours opens, and 401,
-# which python-diameter's dictionary calls Grouped (NASREQ Tunneling).
-GROUPED = sip_app.GROUPED | {401}
+# Grouped AVPs the tree model opens (by code, or (code, vendor) for a vendor's): every
+# one any reader of ours opens, and 401, which python-diameter's dictionary calls
+# Grouped (NASREQ Tunneling).
+GROUPED: frozenset[base.AvpKey] = sip_app.GROUPED | cx.GROUPED | {401}
 UNKNOWN_CODES = (0, 9, 1000, 4095, 65535, 0x7FFFFFFF, 0xFFFFFFFF, 99999)
 RESULT_CODES = (0, 1001, 2001, 2006, 2008, 3001, 3002, 3004, 3010, 4001, 5003, 5012, 5032, 5033, 0xFFFFFFFF)
 DEPTHS = (1, 2, 3, base.MAX_DEPTH - 1, base.MAX_DEPTH, base.MAX_DEPTH + 1, base.MAX_DEPTH + 2, 100, 999, 1000, 1001)
@@ -138,8 +144,12 @@ class Msg:
         return head + body
 
 
-def parse_avps(raw: bytes, grouped: frozenset[int] | set[int]) -> list[Avp]:
-    """AVPs of a valid message (our own seeds); groups with these codes are opened."""
+def _key(code: int, vendor: int) -> base.AvpKey:
+    return (code, vendor) if vendor else code
+
+
+def parse_avps(raw: bytes, grouped: frozenset[base.AvpKey]) -> list[Avp]:
+    """AVPs of a valid message (our own seeds); groups with these keys are opened."""
     out = []
     pos = 0
     while pos + 8 <= len(raw):
@@ -148,7 +158,7 @@ def parse_avps(raw: bytes, grouped: frozenset[int] | set[int]) -> list[Avp]:
         head = 12 if flags & base.AVP_FLAG_VENDOR else 8
         vendor = int.from_bytes(raw[pos + 8 : pos + 12], "big") if head == 12 else 0
         data = raw[pos + head : pos + length]
-        if code in grouped and not vendor:
+        if _key(code, vendor) in grouped:
             out.append(Avp(code, flags, vendor, members=parse_avps(data, grouped)))
         else:
             out.append(Avp(code, flags, vendor, data))
@@ -156,7 +166,7 @@ def parse_avps(raw: bytes, grouped: frozenset[int] | set[int]) -> list[Avp]:
     return out
 
 
-def parse(raw: bytes, grouped: frozenset[int] | set[int]) -> Msg:
+def parse(raw: bytes, grouped: frozenset[base.AvpKey]) -> Msg:
     _, flags_command, application, hop, e2e = _MESSAGE_HEAD.unpack_from(raw)
     return Msg(flags_command >> 24, flags_command & 0xFFFFFF, application, hop, e2e, parse_avps(raw[20:], grouped))
 
@@ -189,7 +199,7 @@ def avp_lists(msg: Msg) -> list[list[Avp]]:
     return out
 
 
-def avp_offsets(raw: bytes, grouped: frozenset[int] | set[int]) -> list[tuple[int, int]]:
+def avp_offsets(raw: bytes, grouped: frozenset[base.AvpKey]) -> list[tuple[int, int]]:
     """(offset of an AVP header, end of the list it is in) for every AVP of a valid message."""
     out = []
     stack = [(HEADER_LEN, len(raw))]
@@ -199,21 +209,30 @@ def avp_offsets(raw: bytes, grouped: frozenset[int] | set[int]) -> list[tuple[in
             code, flags_length = _AVP_HEAD.unpack_from(raw, pos)
             flags, length = flags_length >> 24, flags_length & 0xFFFFFF
             out.append((pos, end))
-            if code in grouped and not flags & base.AVP_FLAG_VENDOR:
-                stack.append((pos + 8, pos + length))
+            head = 12 if flags & base.AVP_FLAG_VENDOR else 8
+            vendor = int.from_bytes(raw[pos + 8 : pos + 12], "big") if head == 12 else 0
+            if _key(code, vendor) in grouped:
+                stack.append((pos + head, pos + length))
             pos += (length + 3) & ~3
     return out
 
 
-def nested_chain(codes: list[int], leaf: bytes, flags: int = base.AVP_FLAG_MANDATORY) -> bytes:
-    """Grouped AVPs ``codes[0]`` ⊃ ``codes[1]`` ⊃ … ⊃ ``leaf``, built without recursion or
-    quadratic copying, so that 8,000 levels cost what 8,000 headers do."""
+def nested_chain(keys: list[base.AvpKey], leaf: bytes, flags: int = base.AVP_FLAG_MANDATORY) -> bytes:
+    """Grouped AVPs ``keys[0]`` ⊃ ``keys[1]`` ⊃ … ⊃ ``leaf`` (a code, or (code, vendor) for
+    a vendor's AVP with its 12-byte header), built without recursion or quadratic copying,
+    so that 8,000 levels cost what 8,000 headers do."""
     leaf = leaf + b"\0" * (-len(leaf) & 3)
-    words = [0] * (2 * len(codes))
-    words[0::2] = codes
-    outermost = len(leaf) + 8 * len(codes)
-    words[1::2] = [flags << 24 | length for length in range(outermost, len(leaf), -8)]
-    return struct.pack(f"!{len(words)}I", *words) + leaf
+    heads = []
+    length = len(leaf)
+    for key in reversed(keys):
+        if isinstance(key, tuple):
+            length += 12
+            heads.append(struct.pack("!III", key[0], (flags | base.AVP_FLAG_VENDOR) << 24 | length, key[1]))
+        else:
+            length += 8
+            heads.append(struct.pack("!II", key, flags << 24 | length))
+    heads.reverse()
+    return b"".join(heads) + leaf
 
 
 def nesting_depth(raw: bytes, start: int = HEADER_LEN) -> int:
@@ -292,11 +311,20 @@ def _avp_length_lie(rng: random.Random, raw: bytearray, seed: Seed) -> None:
     raw[pos + 5 : pos + 8] = (lie & 0xFFFFFF).to_bytes(3, "big")
 
 
-_GROUPED_CODES = tuple(sorted(GROUPED))
-_CHAIN_CODES = tuple(sorted(GROUPED | set(UNKNOWN_CODES)))
+def _sort_key(key: base.AvpKey) -> tuple[int, int]:
+    return key if isinstance(key, tuple) else (key, 0)
 
 
-def _chain_codes(rng: random.Random, depth: int) -> list[int]:
+_GROUPED_CODES = tuple(sorted(GROUPED, key=_sort_key))
+_CHAIN_CODES = tuple(sorted(GROUPED | set(UNKNOWN_CODES), key=_sort_key))
+
+
+def _model_avp(key: base.AvpKey, flags: int, data: bytes) -> Avp:
+    code, vendor = _sort_key(key)
+    return Avp(code, flags | (base.AVP_FLAG_VENDOR if vendor else 0), vendor, data)
+
+
+def _chain_codes(rng: random.Random, depth: int) -> list[base.AvpKey]:
     """One code all the way down, a mix of Grouped codes, or a mix with unknown codes."""
     kind = rng.randrange(3)
     if kind == 0:
@@ -324,9 +352,9 @@ def nest(rng: random.Random, seeds: list[Seed]) -> bytes:
     room = (MAX_MESSAGE - len(seed.raw) - 64) // 8
     depth = rng.choice((*DEPTHS, rng.randint(1, 64), rng.randint(1, max(1, room)), room, room + 1, room + 200))
     depth = max(1, depth)
-    chain = nested_chain(_chain_codes(rng, depth), _leaf(rng))
-    code, flags_length = _AVP_HEAD.unpack_from(chain)
-    node = Avp(code, flags_length >> 24, 0, chain[8:])
+    keys = _chain_codes(rng, depth)
+    chain = nested_chain(keys, _leaf(rng))
+    node = _model_avp(keys[0], chain[4] & ~base.AVP_FLAG_VENDOR, chain[12 if isinstance(keys[0], tuple) else 8 :])
     groups = [a for members in avp_lists(msg) for a in members if a.members is not None]
     if groups and rng.random() < 0.3:
         rng.choice(groups).members = [node]
@@ -357,7 +385,7 @@ def oversize(rng: random.Random, seeds: list[Seed]) -> bytes:
         return msg.pack()
     if kind == 2:  # one group holding ~60 KB of members
         members = pack_avp(rng.choice(UNKNOWN_CODES), 0, b"m" * 24) * rng.choice((100, 1800, 2000))
-        where.insert(rng.randrange(len(where) + 1), Avp(rng.choice(_GROUPED_CODES), 0x40, 0, members))
+        where.insert(rng.randrange(len(where) + 1), _model_avp(rng.choice(_GROUPED_CODES), 0x40, members))
         return msg.pack()
     raw = bytearray(seed.raw)
     if kind == 3:  # an AVP length at the limits
@@ -565,11 +593,34 @@ class World:
     def maas(self, hop: int = 5) -> list[bytes]:
         request = base.decode_lean(self.mar(None, hop))
         challenge = sip_app.DigestChallenge(REALM, self.nonce, opaque="op", domain="sip:example.com", stale=True)
+        flow_b = sip_app.MultimediaAuthAnswer(2008, challenge, ha1s=HA1S)
         return [
             sip_app.encode_maa(request, SERVER, sip_app.MultimediaAuthAnswer(1001, challenge)),
             sip_app.encode_maa(request, SERVER, sip_app.MultimediaAuthAnswer(4001, challenge, "wrong")),
             sip_app.encode_maa(request, SERVER, sip_app.MultimediaAuthAnswer(2001)),
             sip_app.encode_maa(request, SERVER, sip_app.MultimediaAuthAnswer(5032, error_message="who")),
+            sip_app.encode_maa(request, SERVER, flow_b),
+        ]
+
+    def cx_mar(self, hop: int = 9) -> bytes:
+        req = cx.MultimediaAuthRequest(
+            session_id="kamailio.example.org;1;3",
+            origin_host=CLIENT.origin_host,
+            origin_realm=CLIENT.origin_realm,
+            destination_realm=SERVER.origin_realm,
+            user_name="alice",
+            public_identity="sip:alice@example.com",
+            server_name="sip:kamailio.example.org",
+        )
+        return cx.encode_mar(req, hop, hop + 1)
+
+    def cx_maas(self, hop: int = 9) -> list[bytes]:
+        request = base.decode_lean(self.cx_mar(hop))
+        return [
+            cx.encode_maa(request, SERVER, cx.MultimediaAuthAnswer(2001, ha1s=HA1S)),
+            cx.encode_maa(request, SERVER, cx.MultimediaAuthAnswer(2001, ha1s=HA1S[1:])),
+            cx.encode_maa(request, SERVER, cx.MultimediaAuthAnswer(experimental_result=cx.USER_UNKNOWN)),
+            cx.encode_maa(request, SERVER, cx.MultimediaAuthAnswer(5012, error_message="not trusted")),
         ]
 
     def saas(self, hop: int = 7) -> list[bytes]:
@@ -687,6 +738,27 @@ def decide_maa(answer: sip_app.MultimediaAuthAnswer) -> str:
     return result.value
 
 
+def check_ha1s(ha1s: object) -> None:
+    """What every decoder promises of the H(A1)s it hands over: MD5 or SHA-256, lower-case hex of its length."""
+    if not isinstance(ha1s, tuple) or not all(isinstance(h, DigestHa1) for h in ha1s):
+        raise ContractBroken(f"ha1s are not DigestHa1s: {ha1s!r}")
+    for h in ha1s:
+        length = HEX_LENGTHS.get(h.algorithm)
+        if length is None or len(h.ha1) != length or h.ha1.strip("0123456789abcdef"):
+            raise ContractBroken(f"an H(A1) the decoder should have refused: {h!r}")
+        if not isinstance(h.realm, str) or not isinstance(h.qop, str):
+            raise ContractBroken(f"realm or qop is not text: {h!r}")
+
+
+def decide_cx_maa(answer: cx.MultimediaAuthAnswer) -> str:
+    check_ha1s(answer.ha1s)
+    if answer.result_code is None and answer.experimental_result is None:
+        raise ContractBroken("a Cx MAA decoded without any result")
+    if answer.ha1s:
+        return "ha1"
+    return "experimental" if answer.experimental_result is not None else "result"
+
+
 def decide_saa(answer: sip_app.ServerAssignmentAnswer) -> str:
     groups = sip_app.groups_of(answer.user_data)
     if groups is not None and not all(isinstance(g, str) for g in groups):
@@ -707,7 +779,16 @@ def run_maa(world: World, data: bytes, rng: random.Random) -> str:
         _, answer = sip_app.decode_maa(data)
     except (base.DecodeError, base.RequestError):
         return "rejected"
+    check_ha1s(answer.ha1s)
     return decide_maa(answer)
+
+
+def run_cx_maa(world: World, data: bytes, rng: random.Random) -> str:
+    try:
+        _, answer = cx.decode_maa(data)
+    except (base.DecodeError, base.RequestError):
+        return "rejected"
+    return decide_cx_maa(answer)
 
 
 def run_saa(world: World, data: bytes, rng: random.Random) -> str:
@@ -749,6 +830,9 @@ def _answer_path(frame: bytes) -> None:
     if frame[5:8] == sip_app.CMD_SERVER_ASSIGNMENT.to_bytes(3, "big"):
         with contextlib.suppress(base.DecodeError, base.RequestError):
             decide_saa(sip_app.decode_saa(frame)[1])
+    elif frame[5:8] == cx.CMD_MULTIMEDIA_AUTH.to_bytes(3, "big"):
+        with contextlib.suppress(base.DecodeError, base.RequestError):
+            decide_cx_maa(cx.decode_maa(frame)[1])
     else:
         with contextlib.suppress(base.DecodeError, base.RequestError):
             decide_maa(sip_app.decode_maa(frame)[1])
@@ -817,7 +901,7 @@ def run_framer(world: World, data: bytes, rng: random.Random) -> str:
 
 
 def _answers(w: World) -> list[bytes]:
-    return [*w.maas(), *w.saas()]
+    return [*w.maas(), *w.saas(), *w.cx_maas()]
 
 
 def _server_cer_seeds(w: World) -> list[bytes]:
@@ -849,6 +933,7 @@ TARGETS: dict[str, Target] = {
         ),
         Target("legacy-answer", World.legacy_answers, run_legacy_answer, frozenset()),
         Target("maa", World.maas, run_maa),
+        Target("cx-maa", World.cx_maas, run_cx_maa),
         Target("saa", World.saas, run_saa),
         Target("peer-cea", _peer_cea_seeds, run_peer_cea),
         Target("peer-open", _peer_open_seeds, run_peer_open),

@@ -23,6 +23,7 @@ EXPECTED = {
     "legacy-server": {"answer", "close"},
     "legacy-answer": {"rejected", "authorized", "challenge", "not-authorized"},
     "maa": {"rejected", "authorized", "challenge", "not-authorized"},
+    "cx-maa": {"rejected", "ha1", "experimental", "result"},
     "saa": {"rejected", "groups", "no-groups"},
     "peer-cea": {"consumed", "close:PeerError", "no-frame"},
     "peer-open": {"answer", "reply", "close:Disconnected"},
@@ -86,6 +87,31 @@ def test_nesting_lands_inside_the_groups_readers_open(fuzzer: fuzz.Fuzzer) -> No
             for inner, istart, iend in _members(raw, start, end) if code == 376 else ():
                 if inner == 379:
                     depths.append(fuzz.nesting_depth(raw[istart:iend], 0))
+    assert max(depths) > base.MAX_DEPTH
+
+
+def _vendor_members(raw: bytes, start: int, end: int) -> Iterator[tuple[int, int, int, int]]:
+    """(code, vendor, payload start, payload end) of each AVP of one level, vendor AVPs too."""
+    while start + 8 <= end:
+        code, flags = int.from_bytes(raw[start : start + 4], "big"), raw[start + 4]
+        length = int.from_bytes(raw[start + 5 : start + 8], "big")
+        head = 12 if flags & base.AVP_FLAG_VENDOR else 8
+        if length < head or start + length > end:
+            return
+        vendor = int.from_bytes(raw[start + 8 : start + 12], "big") if head == 12 else 0
+        yield code, vendor, start + head, start + length
+        start += (length + 3) & ~3
+
+
+def test_nesting_lands_inside_the_vendor_groups_cx_readers_open(fuzzer: fuzz.Fuzzer) -> None:
+    """Some chains sit in 3GPP's SIP-Digest-Authenticate (635), two vendor groups down in a Cx MAA."""
+    depths = []
+    for raw in _generated(fuzzer, "cx-maa", "nest", 300):
+        for code, vendor, start, end in _vendor_members(raw, 20, len(raw)):
+            if (code, vendor) == (612, 10415):
+                for inner, inner_vendor, istart, iend in _vendor_members(raw, start, end):
+                    if (inner, inner_vendor) == (635, 10415):
+                        depths.append(fuzz.nesting_depth(raw[istart:iend], 0))
     assert max(depths) > base.MAX_DEPTH
 
 

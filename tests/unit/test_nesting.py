@@ -13,7 +13,7 @@ from kamailio_auth_diameter.peer_state import PeerError, PeerProtocol
 from kamailio_auth_diameter.server.auth import SipAuthority
 from kamailio_auth_diameter.server.diameter import DiameterResponder, PeerSession
 from kamailio_auth_diameter.server.store import SqliteStore
-from kamailio_auth_diameter.wire import base, sip_app
+from kamailio_auth_diameter.wire import base, cx, sip_app
 from kamailio_auth_diameter.wire.base import Capabilities, Identity
 from kamailio_auth_diameter.wire.framing import MAX_MESSAGE
 
@@ -58,6 +58,33 @@ def test_deep_maa_is_read_only_as_deep_as_needed() -> None:
     head += base.pack_text(base.AVP_ORIGIN_REALM, "y")
     maa = base.pack_message(0, 286, 6, 1, 1, head + nest(sip_app.AVP_SIP_AUTH_DATA_ITEM, DEEP))
     assert sip_app.decode_maa(maa)[1] == sip_app.MultimediaAuthAnswer(2001)
+
+
+def test_deep_cx_maa_is_read_only_as_deep_as_needed() -> None:
+    """decode_maa opens SIP-Auth-Data-Item, then SIP-Digest-Authenticate, and nothing
+    deeper: a chain of 3GPP groups under them is never walked."""
+    head = base.pack_u32(base.AVP_RESULT_CODE, 2001) + base.pack_text(base.AVP_ORIGIN_HOST, "x")
+    head += base.pack_text(base.AVP_ORIGIN_REALM, "y")
+    chain = b""
+    for _ in range(DEEP):
+        chain = base.pack_avp(cx.AVP_SIP_AUTH_DATA_ITEM, chain, vendor=cx.VENDOR_3GPP)
+    maa = base.pack_message(0, 303, cx.APP_CX, 1, 1, head + chain)
+    assert cx.decode_maa(maa)[1] == cx.MultimediaAuthAnswer(result_code=2001)
+    digest = base.pack_text(104, "r") + base.pack_text(121, "0" * 32)
+    for _ in range(DEEP):
+        digest = base.pack_avp(cx.AVP_SIP_DIGEST_AUTHENTICATE, digest, 0, cx.VENDOR_3GPP)
+    maa = base.pack_message(0, 303, cx.APP_CX, 1, 1, head + base.pack_avp(612, digest, vendor=cx.VENDOR_3GPP))
+    with pytest.raises(base.RequestError):  # the outer 635 holds only another 635: no realm, no H(A1)
+        cx.decode_maa(maa)
+
+
+def test_lean_unknown_mandatory_stops_at_the_limit_in_vendor_groups() -> None:
+    body = base.pack_u32(9999, 1)
+    for _ in range(DEEP):
+        body = base.pack_avp(cx.AVP_SIP_AUTH_DATA_ITEM, body, vendor=cx.VENDOR_3GPP)
+    avps = base.LeanAvps.parse(body, 0, len(body))
+    with pytest.raises(base.DecodeError, match="nested"):
+        base.lean_unknown_mandatory(avps, cx.RECOGNISED, cx.GROUPED)
 
 
 def test_lean_unknown_mandatory_stops_at_the_limit() -> None:
