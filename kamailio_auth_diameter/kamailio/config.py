@@ -21,6 +21,19 @@ from .cfgfile import UNRESOLVED, Declared
 REFRESH_INTERVAL = 0.1
 
 
+def startup_settings(declared: Declared) -> tuple[Settings, str | None]:
+    """The settings the cfg file's literal values give, and a warning to log, or SettingsError.
+
+    Shared by Kamailio's start-up and ``check --cfg``, so both say the same. Defaults
+    stand in for values that are defines the scan could not resolve."""
+    literal = {name: value for name, value in declared.values.items() if value is not UNRESOLVED}
+    parsed = settings.parse(literal)  # unknown names and bad literal values raise here
+    if parsed.protocol == "rfc4740" and parsed.use_tls:
+        client_context(parsed)  # so does a TLS file that cannot be used, or a key anyone may read
+        return parsed, key_file_warning(parsed)
+    return parsed, None
+
+
 class CfgSettings:
     """Current settings of this process.
 
@@ -47,13 +60,9 @@ class CfgSettings:
     @classmethod
     def at_startup(cls, ksr: Any, declared: Declared) -> CfgSettings:
         """Validate what the cfg file says; SettingsError (naming the setting) stops Kamailio."""
-        literal = {name: value for name, value in declared.values.items() if value is not UNRESOLVED}
-        parsed = settings.parse(literal)  # unknown names and bad literal values raise here
-        if parsed.protocol == "rfc4740" and parsed.use_tls:
-            client_context(parsed)  # so does a TLS file that cannot be used, or a key anyone may read
-            warning = key_file_warning(parsed)
-            if warning:
-                ksr.warn(f"auth_diameter: {warning}\n")
+        parsed, warning = startup_settings(declared)
+        if warning:
+            ksr.warn(f"auth_diameter: {warning}\n")
         return cls(ksr, tuple(declared.values), startup=parsed)
 
     def refresh(self) -> Settings | None:
