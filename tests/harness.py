@@ -97,6 +97,7 @@ class ReferenceServer:
     env: dict[str, str] = field(default_factory=dict)  # added to the environment (PGPASSFILE, ...)
     prefix: tuple[str, ...] = ()  # a command the server runs under, e.g. ("prlimit", "--nofile=64", "--")
     db_file: Path | None = None  # serve with --db-file this instead of --db (user and group still use db)
+    config: Path | None = None  # serve --config this file alone (it names db and legacy-listen) and extra
     proc: subprocess.Popen | None = None
 
     def add_user(self, username: str, realm: str, password: str) -> None:
@@ -113,19 +114,17 @@ class ReferenceServer:
         ready = f"legacy listener on 127.0.0.1:{self.port} "
         before = self._log().count(ready)
         log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(
-            [
-                *self.prefix,
-                PYTHON,
-                "-m",
-                "kamailio_auth_diameter.server",
-                "serve",
+        if self.config is not None:
+            options: tuple[str, ...] = ("--config", str(self.config))
+        else:
+            options = (
                 *(("--db", str(self.db)) if self.db_file is None else ("--db-file", str(self.db_file))),
                 "--legacy-listen",
                 f"127.0.0.1:{self.port}",
                 *(() if self.diameter_port is None else ("--diameter-listen", f"127.0.0.1:{self.diameter_port}")),
-                *self.extra,
-            ],
+            )
+        self.proc = subprocess.Popen(
+            [*self.prefix, PYTHON, "-m", "kamailio_auth_diameter.server", "serve", *options, *self.extra],
             cwd=ROOT,
             stdout=log,
             stderr=subprocess.STDOUT,

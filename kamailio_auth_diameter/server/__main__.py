@@ -1,6 +1,6 @@
 """``python3 -m kamailio_auth_diameter.server``: serve, and manage users and groups.
 
-serve --db FILE|URL [--legacy-listen HOST:PORT] [--diameter-listen HOST:PORT] [--peers any|HOST,HOST]
+serve [--config FILE] --db FILE|URL [--legacy-listen HOST:PORT] [--diameter-listen HOST:PORT] [--peers any|HOST,HOST]
       [--diameter-tls-listen HOST:PORT --tls-cert FILE --tls-key FILE [--tls-ca FILE]]
       [--allow CIDR ...] [--processes N] [--max-connections N] [--idle-timeout SECONDS] ...
 user add|del|list --db FILE|URL ...      group add|del|list --db FILE|URL ...
@@ -9,6 +9,8 @@ user import --db FILE|URL [--update] [--dry-run] CSV|- | --from-postgresql URL [
 --db is an SQLite file, or a postgresql:// URL (needs the 'postgresql' extra) for
 several server instances sharing users, groups and nonces; --db-file FILE reads it
 from the first line of FILE instead (a URL with a password stays out of ps).
+serve --config FILE reads its options from FILE, one "key = value" a line (see
+config_file); options on the command line override it.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from .. import secret_file
 from ..logtext import printable
 from ..nonce import NonceFactory
 from ..wire.base import Identity
+from . import config_file
 from .app import LegacyServer, serve
 from .auth import DigestChecker, LegacyAuthority, SipAuthority
 from .diameter import DiameterResponder, TlsSetupError, parse_peers, serve_diameter, server_tls_context
@@ -110,8 +113,8 @@ def _watchdog_interval(text: str) -> float:
     return value
 
 
-def _database_options(parser: argparse.ArgumentParser) -> None:
-    db = parser.add_mutually_exclusive_group(required=True)
+def _database_options(parser: argparse.ArgumentParser, required: bool = True) -> None:
+    db = parser.add_mutually_exclusive_group(required=required)
     db.add_argument("--db", help=DB_HELP)
     db.add_argument("--db-file", metavar="FILE", help=DB_FILE_HELP)
 
@@ -125,7 +128,14 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("serve", help="answer Diameter requests")
-    _database_options(s)
+    s.set_defaults(parser=s)  # --config reads its options
+    s.add_argument(
+        "--config",
+        metavar="FILE",
+        help="read the options from FILE, one 'key = value' a line, the key an option's name without '--' "
+        "(e.g. legacy-listen = 127.0.0.1:3000); options given here override it",
+    )
+    _database_options(s, required=False)  # --db or --db-file, here or in --config
     s.add_argument(
         "--legacy-listen",
         type=_hostport,
@@ -172,7 +182,7 @@ def _parser() -> argparse.ArgumentParser:
     a = s.add_argument_group("digest checks")
     a.add_argument(
         "--nonce-lifetime",
-        type=int,
+        type=_count,
         default=DEFAULT_NONCE_LIFETIME,
         metavar="SECONDS",
         help="how long a challenge's nonce is accepted; the database keeps each nonce's count until then "
@@ -207,7 +217,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     s.add_argument(
         "--processes",
-        type=int,
+        type=_count,
         default=1,
         metavar="N",
         help="server processes sharing the port with SO_REUSEPORT, each replaced if it dies (default 1)",
@@ -566,9 +576,22 @@ def _throttle(args: argparse.Namespace) -> ThrottlePolicy:
         ) from None
 
 
+def _apply_config(args: argparse.Namespace, argv: list[str]) -> None:
+    """serve --config: the file's settings, under those ``argv`` (serve's options) gives.
+    A database password has no place in it: the file would then be a secret."""
+    config = config_file.parse(config_file.read(args.config), args.config, args.parser)
+    db = config.values.get("db")
+    if db is not None and db.startswith(POSTGRES_SCHEMES) and _has_password(db):
+        raise config_file.ConfigError(
+            f"{config.where('db')}: db: the URL holds a password: put the URL in a file only the server's user "
+            "reads and name it with db-file, or the password in PGPASSFILE"
+        )
+    config_file.merge(args, config, args.parser, config_file.given(args.parser, argv))
+
+
 def _serve(args: argparse.Namespace) -> int:
-    if args.processes < 1 or args.nonce_lifetime < 1:
-        raise StoreError("--processes and --nonce-lifetime must be at least 1")
+    if args.db is None and args.db_file is None:
+        raise StoreError("serve needs --db or --db-file, on the command line or in --config")
     _throttle(args)
     db = _database(args)
     tls = _tls(args)
@@ -611,7 +634,14 @@ class _PrintableFormatter(logging.Formatter):
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     args = _parser().parse_args(argv)
+    if args.command == "serve" and args.config is not None:
+        try:
+            _apply_config(args, argv[1:])
+        except config_file.ConfigError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
     handler = logging.StreamHandler()
     handler.setFormatter(_PrintableFormatter("%(asctime)s %(name)s[%(process)d] %(levelname)s %(message)s"))
     logging.basicConfig(level=logging.DEBUG if getattr(args, "verbose", False) else logging.INFO, handlers=[handler])
