@@ -2,7 +2,12 @@
 guards against replay and guessing, in SQLite or PostgreSQL.
 
 Each user row keeps two hashes, like Kamailio's subscriber table: ``ha1`` for
-UAs that send ``username="alice"`` and ``ha1b`` for ``username="alice@realm"``.
+UAs that send ``username="alice"`` and ``ha1b`` for ``username="alice@realm"``;
+a user added with a password also has their SHA-256 twins (``ha1_sha256``,
+``ha1b_sha256``, RFC 7616), which the server gives to proxies that check digests
+themselves. Users imported by their MD5 hashes, and rows written before these
+columns existed, have none (NULL): they get MD5 only. A database made before is
+given the columns when it is opened (:data:`ADDED_COLUMNS`).
 Realms are kept in lower case (a domain is case-insensitive, and HA1 is computed
 over the realm string the challenge names, which is the lower-case one).
 The nonce secret lives in the database so that every server instance sharing it
@@ -38,6 +43,8 @@ SCHEMA = (
     realm    TEXT NOT NULL,
     ha1      TEXT NOT NULL,
     ha1b     TEXT NOT NULL,
+    ha1_sha256  TEXT,
+    ha1b_sha256 TEXT,
     PRIMARY KEY (username, realm)
 )""",
     """CREATE TABLE IF NOT EXISTS groups (
@@ -66,6 +73,10 @@ SCHEMA = (
 )""",
 )
 
+# Columns a table gained after databases had been made without them: (table, column, type).
+# Opening a database adds the ones it lacks (nullable: the rows it has keep working).
+ADDED_COLUMNS = (("users", "ha1_sha256", "TEXT"), ("users", "ha1b_sha256", "TEXT"))
+
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 BUSY_TIMEOUT = 1.0  # seconds an SQLite statement waits for another process's write
 
@@ -87,6 +98,8 @@ class UserHashes:
     ha1b: str
     failures: int = 0  # wrong responses in a row
     blocked_until: float = 0.0  # wall-clock time before which responses are not checked
+    ha1_sha256: str | None = None  # the SHA-256 twins; None for a user known by MD5 hashes only
+    ha1b_sha256: str | None = None
 
 
 def _member(name: str) -> str:
@@ -159,7 +172,8 @@ class SqlStore:
     def user_hashes(self, username: str, realm: str) -> UserHashes | None:
         """One indexed read: the hashes and the user's throttle state together."""
         rows = self._rows(
-            "SELECT u.ha1, u.ha1b, COALESCE(f.failures, 0), COALESCE(f.blocked_until, 0) FROM users u"
+            "SELECT u.ha1, u.ha1b, COALESCE(f.failures, 0), COALESCE(f.blocked_until, 0), u.ha1_sha256, u.ha1b_sha256"
+            " FROM users u"
             " LEFT JOIN auth_failures f ON f.username = u.username AND f.realm = u.realm"
             " WHERE u.username = ? AND u.realm = ?",
             (username, realm.lower()),
@@ -238,19 +252,33 @@ class SqlStore:
         username, realm = check_user(username, realm)
         if not password:
             raise StoreError("password is empty")
+        with_domain = f"{username}@{realm}"
         self._count(
-            "INSERT INTO users (username, realm, ha1, ha1b) VALUES (?, ?, ?, ?)"
-            " ON CONFLICT (username, realm) DO UPDATE SET ha1 = excluded.ha1, ha1b = excluded.ha1b",
-            (username, realm, ha1(username, realm, password), ha1(f"{username}@{realm}", realm, password)),
+            "INSERT INTO users (username, realm, ha1, ha1b, ha1_sha256, ha1b_sha256) VALUES (?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (username, realm) DO UPDATE SET ha1 = excluded.ha1, ha1b = excluded.ha1b,"
+            " ha1_sha256 = excluded.ha1_sha256, ha1b_sha256 = excluded.ha1b_sha256",
+            (
+                username,
+                realm,
+                ha1(username, realm, password),
+                ha1(with_domain, realm, password),
+                ha1(username, realm, password, "SHA-256"),
+                ha1(with_domain, realm, password, "SHA-256"),
+            ),
         )
 
     def add_user_hashes(self, username: str, realm: str, ha1: str, ha1b: str, *, replace: bool) -> bool:
         """A user given by their hashes (``user import``), for UAs that send ``alice``
         (``ha1``) and ``alice@realm`` (``ha1b``). A user already there keeps theirs unless
         ``replace``; True if the row was written. One statement, so an add racing with
-        another command cannot overwrite it unnoticed."""
+        another command cannot overwrite it unnoticed. A replaced user loses their SHA-256
+        hashes: they came from the old password."""
         username, realm = check_user(username, realm)
-        conflict = "DO UPDATE SET ha1 = excluded.ha1, ha1b = excluded.ha1b" if replace else "DO NOTHING"
+        conflict = (
+            "DO UPDATE SET ha1 = excluded.ha1, ha1b = excluded.ha1b, ha1_sha256 = NULL, ha1b_sha256 = NULL"
+            if replace
+            else "DO NOTHING"
+        )
         return (
             self._count(
                 f"INSERT INTO users (username, realm, ha1, ha1b) VALUES (?, ?, ?, ?) ON CONFLICT (username, realm) "
@@ -328,8 +356,31 @@ class SqliteStore(SqlStore):
                 self._db.execute("PRAGMA synchronous=NORMAL")
             for statement in SCHEMA:
                 self._db.execute(statement)
+            self._add_columns()
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open database {path}: {exc}") from None
+
+    def _add_columns(self) -> None:
+        """:data:`ADDED_COLUMNS` that the file lacks, added under a write lock (two
+        processes opening an old file at once add each column once)."""
+
+        def lacking() -> list[tuple[str, str, str]]:
+            return [
+                (table, column, kind)
+                for table, column, kind in ADDED_COLUMNS
+                if column not in {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
+            ]
+
+        if not lacking():
+            return
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            for table, column, kind in lacking():
+                self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
 
     def close(self) -> None:
         self._db.close()

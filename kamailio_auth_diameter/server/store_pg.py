@@ -34,7 +34,7 @@ from typing import Any
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
-from .store import SCHEMA, SqlStore, StoreError, StoreUnavailable
+from .store import ADDED_COLUMNS, SCHEMA, SqlStore, StoreError, StoreUnavailable
 
 STATEMENT_TIMEOUT_MS = 1000
 CONNECT_DEFAULTS = {
@@ -72,6 +72,8 @@ class PostgresStore(SqlStore):
                 conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
                 for statement in SCHEMA:
                     conn.execute(statement)
+                for table, column, kind in ADDED_COLUMNS:  # a database made before they existed
+                    conn.execute(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column} {kind}")
         except (StoreUnavailable, psycopg.Error) as exc:
             self.close()
             raise StoreError(f"cannot open database {self.where}: {exc}") from None

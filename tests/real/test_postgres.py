@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from kamailio_auth_diameter import digest
@@ -64,6 +65,26 @@ def store(postgres: Postgres) -> Iterator[PostgresStore]:
 )
 def test_same_semantics_as_sqlite(store: PostgresStore, case: Callable[[PostgresStore], None]) -> None:
     case(store)
+
+
+def test_a_database_from_before_sha_256_is_given_the_columns(postgres: Postgres) -> None:
+    """A database whose users table an earlier release made: opening it adds the SHA-256
+    columns (once, whoever opens it first), and its users keep working with MD5 only."""
+    with psycopg.connect(postgres.url, autocommit=True) as admin:
+        admin.execute("DROP DATABASE IF EXISTS before_sha256")
+        admin.execute("CREATE DATABASE before_sha256")
+    url = postgres.url.rsplit("/", 1)[0] + "/before_sha256"
+    md5 = (digest.ha1("alice", REALM, "pw"), digest.ha1(f"alice@{REALM}", REALM, "pw"))
+    with psycopg.connect(url, autocommit=True) as old:
+        old.execute(contract.OLD_USERS)
+        old.execute("INSERT INTO users VALUES ('alice', %s, %s, %s)", (REALM, *md5))
+    a, b = PostgresStore(url), PostgresStore(url)
+    assert a.user_hashes("alice", REALM) == UserHashes(*md5)
+    b.add_user("bob", REALM, "pw")
+    hashes = a.user_hashes("bob", REALM)
+    assert hashes is not None and hashes.ha1b_sha256 == digest.ha1(f"bob@{REALM}", REALM, "pw", "SHA-256")
+    a.close()
+    b.close()
 
 
 def test_nonce_secret_is_created_once_and_shared(postgres: Postgres) -> None:

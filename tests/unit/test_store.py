@@ -4,6 +4,7 @@ failure counts; the file's permissions."""
 from __future__ import annotations
 
 import os
+import sqlite3
 import stat
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,10 +30,13 @@ def store(db: Path) -> Iterator[SqliteStore]:
 
 
 def test_add_user_stores_both_hashes(store: SqliteStore) -> None:
+    """... and their SHA-256 twins (RFC 7616), for proxies given HA1 (--ha1-peer)."""
     store.add_user("alice", "example.com", PASSWORD)
     assert store.user_hashes("alice", "example.com") == UserHashes(
         ha1=digest.ha1("alice", "example.com", PASSWORD),
         ha1b=digest.ha1("alice@example.com", "example.com", PASSWORD),
+        ha1_sha256=digest.ha1("alice", "example.com", PASSWORD, "SHA-256"),
+        ha1b_sha256=digest.ha1("alice@example.com", "example.com", PASSWORD, "SHA-256"),
     )
 
 
@@ -60,6 +64,7 @@ def test_add_replaces_password(store: SqliteStore) -> None:
     hashes = store.user_hashes("alice", "example.com")
     assert hashes is not None
     assert hashes.ha1 == digest.ha1("alice", "example.com", "two")
+    assert hashes.ha1b_sha256 == digest.ha1("alice@example.com", "example.com", "two", "SHA-256")
     assert store.users() == [("alice", "example.com")]
 
 
@@ -114,6 +119,11 @@ def test_add_user_hashes_keeps_a_user_unless_told_to_replace(store: SqliteStore)
     assert store.user_hashes("alice", "example.com") == one
     assert store.add_user_hashes("alice", "example.com", two.ha1, two.ha1b, replace=True)
     assert store.user_hashes("alice", "example.com") == two
+    store.add_user("carol", "example.com", "old")  # SHA-256 hashes of the old password must not outlive it
+    assert store.add_user_hashes("carol", "example.com", two.ha1, two.ha1b, replace=True)
+    hashes = store.user_hashes("carol", "example.com")
+    assert hashes is not None and (hashes.ha1_sha256, hashes.ha1b_sha256) == (None, None)
+    store.delete_user("carol", "example.com")
     for bad in ("", "0" * 31, "0" * 64, "g" * 32):
         with pytest.raises(StoreError, match="is not an MD5 hash"):
             store.add_user_hashes("bob", "example.com", bad, two.ha1b, replace=False)
@@ -293,3 +303,40 @@ def test_a_copy_of_the_request_that_used_a_count_may_use_it_again(store: SqliteS
     assert not store.use_nonce("c" * 48, 1, 100, "w1.k.example.com;77")  # not marked a copy
     assert not store.use_nonce("c" * 48, 1, 100, "w2.k.example.com;77", copy=True)  # another request
     assert not store.use_nonce("c" * 48, 1, 100, "", copy=True)
+
+
+OLD_USERS = """CREATE TABLE users (
+    username TEXT NOT NULL,
+    realm    TEXT NOT NULL,
+    ha1      TEXT NOT NULL,
+    ha1b     TEXT NOT NULL,
+    PRIMARY KEY (username, realm)
+)"""
+
+
+def test_a_database_from_before_sha_256_is_given_the_columns(db: Path) -> None:
+    """A file made by an earlier release (users without the SHA-256 columns): opened, it
+    gains them; its users keep working, with MD5 only, and a new password brings both."""
+    old = sqlite3.connect(db)
+    old.execute(OLD_USERS)
+    md5 = (digest.ha1("alice", "example.com", "pw"), digest.ha1("alice@example.com", "example.com", "pw"))
+    old.execute("INSERT INTO users VALUES ('alice', 'example.com', ?, ?)", md5)
+    old.commit()
+    old.close()
+    os.chmod(db, 0o600)
+    s = SqliteStore(str(db), server=True)
+    assert s.user_hashes("alice", "example.com") == UserHashes(*md5)
+    s.add_user("bob", "example.com", "pw")
+    hashes = s.user_hashes("bob", "example.com")
+    assert hashes is not None and hashes.ha1_sha256 == digest.ha1("bob", "example.com", "pw", "SHA-256")
+    s.close()
+    again = SqliteStore(str(db))  # a second open finds nothing to add
+    assert [row[1] for row in again._db.execute("PRAGMA table_info(users)")] == [
+        "username",
+        "realm",
+        "ha1",
+        "ha1b",
+        "ha1_sha256",
+        "ha1b_sha256",
+    ]
+    again.close()
