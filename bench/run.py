@@ -63,6 +63,8 @@ MODES = {
     "plugin": ("Python plugin", h.EXAMPLE_CFG, True),
     "rfc4740": ("plugin, RFC 4740 direct", h.EXAMPLE_CFG, True),
     "rfc4740-fd": ("plugin, RFC 4740 via freeDiameter", h.EXAMPLE_CFG, True),
+    "verify": ("plugin verifies, HA1 cached (rfc4740-ha1)", h.EXAMPLE_CFG, True),
+    "verify-cold": ("plugin verifies, no cache: a MAR a flow", h.EXAMPLE_CFG, True),
 }
 STANDARD_MODES = "noauth,plugin,rfc4740,rfc4740-fd"
 ORIGIN_HOST = "kamailio.example.com"
@@ -297,14 +299,16 @@ def run_mode(mode: str, nproc: int, args: argparse.Namespace, work: Path, ceilin
     things: list = []
     server = None
     defines = {"CHILDREN": str(args.children)}
-    if mode in ("plugin", "rfc4740") and args.handler:
+    if mode in ("plugin", "rfc4740", "verify", "verify-cold") and args.handler:
         defines["AUTH_DIAMETER_HANDLER"] = f'"{Path(args.handler).resolve()}"'
     if uses_server:
-        rfc4740 = mode.startswith("rfc4740")
+        verify = mode.startswith("verify")
+        rfc4740 = mode.startswith("rfc4740") or verify
         server = h.ReferenceServer(
             db=run_dir / "users.sqlite",
             log_path=run_dir / "server.log",
-            extra=("--processes", str(nproc), "--origin-host", "aaa.example.com", "--origin-realm", DOMAIN),
+            extra=("--processes", str(nproc), "--origin-host", "aaa.example.com", "--origin-realm", DOMAIN)
+            + (("--ha1-peer", f"*.{ORIGIN_HOST}") if verify else ()),
             diameter_port=h.free_port() if rfc4740 else None,
         )
         server.add_user(USER, DOMAIN, PASSWORD)
@@ -324,6 +328,16 @@ def run_mode(mode: str, nproc: int, args: argparse.Namespace, work: Path, ceilin
                 "ORIGIN_REALM": f'"{ORIGIN_HOST}"',
                 "DESTINATION_REALM": f'"{DOMAIN}"',
             }
+            if verify:
+                secret = run_dir / "nonce.key"
+                secret.write_text(os.urandom(32).hex())
+                secret.chmod(0o600)
+                defines |= {
+                    "DIAMETER_PROTOCOL": '"rfc4740-ha1"',
+                    "NONCE_SECRET_FILE": f'"{secret}"',
+                    "DIGEST_ALGORITHMS": '"MD5"',  # sipp answers only the first challenge, and only MD5
+                    "HA1_CACHE_TTL": "0" if mode == "verify-cold" else "3600",
+                }
     k = h.Kamailio(cfg=cfg, run_dir=run_dir / "kamailio", defines=defines, memory="tlsf", extra_args=tuple(extra))
     things.append(k)
 
@@ -454,16 +468,31 @@ def ratios(results: list[Result]) -> list[str]:
             out.append(f"plugin/C Kamailio CPU per flow{tag}: {cpu:.2f}  (target <= 2: {met_cpu})")
         if plugin and noauth and noauth.rate:
             out.append(f"plugin/no-auth flows/s{tag}: {plugin.rate / noauth.rate:.2f}")
-        pairs = (("rfc4740", "plugin"), ("rfc4740", "c"), ("rfc4740-fd", "rfc4740"), ("rfc4740-fd", "c"))
+        pairs = (
+            ("rfc4740", "plugin"), ("rfc4740", "c"), ("rfc4740-fd", "rfc4740"), ("rfc4740-fd", "c"),
+            ("verify", "c"), ("verify-cold", "c"), ("verify", "plugin"),
+        )  # fmt: skip
         for mode, base_mode in pairs:
             r, b = pick(mode, nproc), pick(base_mode, nproc)
             if r and b and r.flows and b.flows and b.rate:
                 cpu = r.per_flow(r.kam_cpu_us) / b.per_flow(b.kam_cpu_us)
                 out.append(f"{mode}/{base_mode}{tag}: flows/s {r.rate / b.rate:.2f}, Kamailio CPU per flow {cpu:.2f}")
-        for mode in ("rfc4740", "rfc4740-fd"):
+        for mode in ("rfc4740", "rfc4740-fd", "verify", "verify-cold"):
             r = pick(mode, nproc)
             if r and r.flows and noauth and noauth.rate:
                 out.append(f"{mode}/no-auth flows/s{tag}: {r.rate / noauth.rate:.2f}")
+        verify, cold = pick("verify", nproc), pick("verify-cold", nproc)
+        if verify and c and noauth and verify.flows and c.rate and noauth.rate:
+            rate, share = verify.rate / c.rate, verify.rate / noauth.rate
+            cpu = verify.per_flow(verify.kam_cpu_us) / c.per_flow(c.kam_cpu_us)
+            out.append(
+                f"verify (warm) targets{tag}: {rate:.2f}x C (>= 2.5: {'met' if rate >= 2.5 else 'NOT met'}), "
+                f"{share:.2f}x no-auth (>= 0.6: {'met' if share >= 0.6 else 'NOT met'}), "
+                f"Kamailio CPU per flow {cpu:.2f}x C (<= 1: {'met' if cpu <= 1 else 'NOT met'})"
+            )
+        if cold and c and cold.flows and c.rate:
+            rate = cold.rate / c.rate
+            out.append(f"verify-cold target{tag}: {rate:.2f}x C (>= 1: {'met' if rate >= 1 else 'NOT met'})")
     for r in results:
         if r.mode in ("plugin", "rfc4740", "rfc4740-fd") and len(r.mem) >= 2:
             g = r.growth("rss_kb", 1.0)

@@ -16,7 +16,7 @@ _INTEGER = re.compile(r"[+-]?[0-9]+")
 # A DiameterIdentity (RFC 6733 §4.3.1) is an FQDN; we accept its usual letters only.
 _IDENTITY = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*")
 _PEER = re.compile(r"(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[^\s:/,\[\]]+))(?::(?P<port>[0-9]{1,5}))?")
-PROTOCOLS = ("legacy", "rfc4740", "rfc4740-ha1")
+PROTOCOLS = ("legacy", "rfc4740", "rfc4740-ha1", "cx")
 ALGORITHMS = ("SHA-256", "MD5")  # what verify-in-proxy challenges may offer, RFC 8760 order
 _TABLE = re.compile(r"[A-Za-z0-9_]{1,64}")
 DIAMETER_PORT = 3868  # RFC 6733 §2.1: TCP

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from .contract import Backend, Environment
+from .cx_source import CxSource
 from .ha1_source import Rfc4740Ha1Source
 from .legacy import LegacyBackend
 from .rfc4740 import Rfc4740Backend
@@ -23,10 +24,11 @@ BACKENDS: dict[str, Callable[[Environment], Backend]] = {
     "legacy": LegacyBackend,
     "rfc4740": Rfc4740Backend,
     "rfc4740-ha1": lambda env: VerifyBackend(env, Rfc4740Ha1Source(env)),
+    "cx": lambda env: VerifyBackend(env, CxSource(env)),
 }
 # The modes that are RFC 6733 peers, named on the wire by an Origin-Host whose default
 # is this host's FQDN: DNS that start-up does once, not a request.
-NAMED = frozenset({"rfc4740", "rfc4740-ha1"})
+NAMED = frozenset({"rfc4740", "rfc4740-ha1", "cx"})
 
 
 def choose(protocol: str, env: Environment) -> Backend:

@@ -152,7 +152,7 @@ class VerifyBackend:
             return self._challenge(ctx, proxy, "refused", ha1s)
         lifetime = max(1, nonces.expiry(screened.params["nonce"]) - int(nonces.clock()) + NC_GRACE)
         if not tables.advance_nc(screened.params["nonce"], screened.nc, lifetime):
-            note = f"authorize: replayed response for {username!r} (nc {screened.params['nc']} not above the last)"
+            note = f"replayed response for {username!r} (nc {screened.params['nc']} not above the last)"
             return self._challenge(ctx, proxy, "stale", ha1s, stale=True, note=note)
         return outcome.PASS
 
