@@ -11,14 +11,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from ..settings import Settings
 from .contract import Backend, Environment
 from .cx_source import CxSource
 from .ha1_source import Rfc4740Ha1Source
 from .legacy import LegacyBackend
 from .rfc4740 import Rfc4740Backend
-from .verify import VerifyBackend
+from .verify import VerifyBackend, read_secret
 
-__all__ = ["BACKENDS", "Backend", "Environment", "choose", "needs_host_name"]
+__all__ = ["BACKENDS", "Backend", "Environment", "check_at_startup", "choose", "needs_host_name"]
 
 BACKENDS: dict[str, Callable[[Environment], Backend]] = {
     "legacy": LegacyBackend,
@@ -26,9 +27,10 @@ BACKENDS: dict[str, Callable[[Environment], Backend]] = {
     "rfc4740-ha1": lambda env: VerifyBackend(env, Rfc4740Ha1Source(env)),
     "cx": lambda env: VerifyBackend(env, CxSource(env)),
 }
+VERIFYING = frozenset({"rfc4740-ha1", "cx"})  # the proxy checks digests itself
 # The modes that are RFC 6733 peers, named on the wire by an Origin-Host whose default
 # is this host's FQDN: DNS that start-up does once, not a request.
-NAMED = frozenset({"rfc4740", "rfc4740-ha1", "cx"})
+NAMED = frozenset({"rfc4740"}) | VERIFYING
 
 
 def choose(protocol: str, env: Environment) -> Backend:
@@ -38,3 +40,11 @@ def choose(protocol: str, env: Environment) -> Backend:
 
 def needs_host_name(protocol: str) -> bool:
     return protocol in NAMED
+
+
+def check_at_startup(s: Settings) -> None:
+    """SettingsError for what the mode needs beyond valid settings, before Kamailio forks:
+    the verifying modes refuse to start without a usable nonce secret (every request
+    would fail with 500 otherwise)."""
+    if s.protocol in VERIFYING:
+        read_secret(s.nonce_secret_file)

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from .. import settings
+from .. import backend, settings
 from ..settings import Settings, SettingsError
 from ..transport.tls import client_context, key_file_warning
 from .cfgfile import UNRESOLVED, Declared
@@ -28,7 +28,8 @@ def startup_settings(declared: Declared) -> tuple[Settings, str | None]:
     stand in for values that are defines the scan could not resolve."""
     literal = {name: value for name, value in declared.values.items() if value is not UNRESOLVED}
     parsed = settings.parse(literal)  # unknown names and bad literal values raise here
-    if parsed.protocol == "rfc4740" and parsed.use_tls:
+    backend.check_at_startup(parsed)  # a mode's own needs: the nonce secret of the verifying modes
+    if backend.needs_host_name(parsed.protocol) and parsed.use_tls:
         client_context(parsed)  # so does a TLS file that cannot be used, or a key anyone may read
         return parsed, key_file_warning(parsed)
     return parsed, None
