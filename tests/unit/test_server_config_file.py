@@ -67,11 +67,6 @@ def test_a_file_gives_exactly_what_the_same_command_line_gives(tmp_path: Path) -
     assert from_file["allow"] == [ipaddress.ip_network("10.0.0.0/8"), ipaddress.ip_network("192.0.2.1/32")]
 
 
-def test_every_serve_option_is_a_key() -> None:
-    options = {o[2:] for a in serve_parser()._actions for o in a.option_strings if o.startswith("--")}
-    assert set(keys(serve_parser())) == options - {"help", "config"}
-
-
 def test_the_command_line_overrides_the_file(tmp_path: Path) -> None:
     text = "db = a.db\nlegacy-listen = 127.0.0.1:4000\nallow = 10.0.0.0/8\nallow = 10.1.0.0/16\nprocesses = 3\n"
     args = serve(tmp_path, text, "--allow", "any", "--legacy-listen", "127.0.0.1:3000", "--db-file", "url")
