@@ -111,7 +111,6 @@ class _Setting:
     value: str  # as written after "=": a literal or a define name
     stack: tuple[Frame, ...]
     line: int
-    start: int  # offset of the modparam statement
 
 
 # --- the lexer ------------------------------------------------------------------------
@@ -158,11 +157,12 @@ def _paren_end(text: str, i: int, line: int) -> int:
 
 
 def _pvar_end(text: str, i: int, line: int) -> int:
+    """End of a pseudo-variable: ``$(...)``, ``$name``, ``$name.part`` or ``$name(...)``, ``$?``."""
     if text.startswith("$(", i):
         return _paren_end(text, i + 1, line)
-    m = _IDENT.match(text, i + 1)
     if text.startswith("$?", i):
         return i + 2
+    m = _IDENT.match(text, i + 1)
     if m is None:
         return i + 1
     j = m.end()
@@ -507,7 +507,7 @@ class _Rewriter:
         for other in self.settings:
             if other.name == name and not _exclusive(other.stack, t.stack):
                 raise MigrationError(t.line, f"{name} is set at line {other.line} too: keep one")
-        self.settings.append(_Setting(name, value, t.stack, t.line, t.start))
+        self.settings.append(_Setting(name, value, t.stack, t.line))
         if j < len(self.sig) and self.sig[j].text == ";":
             j += 1
         stop = self.sig[j - 1].end
