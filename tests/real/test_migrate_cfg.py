@@ -20,7 +20,8 @@ from tests.harness import HANDLER, ROOT, Kamailio, ReferenceServer
 from tests.interop import test_c_module_flows as c_module
 
 pytestmark = pytest.mark.kamailio
-MODULES = Path("/usr/lib/x86_64-linux-gnu/kamailio/modules")  # where Debian puts them (tests/interop too)
+# Debian's module directory (/usr/lib/<multiarch>/kamailio/modules), for a loadmodule with a full path
+MODULES = next(iter(sorted(Path("/usr/lib").glob("*/kamailio/modules/app_python3.so"))), Path("/nonexistent/x")).parent
 
 
 def migrate_cfg(old: Path, new: Path) -> subprocess.CompletedProcess[str]:
