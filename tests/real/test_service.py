@@ -55,16 +55,18 @@ def test_the_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("change", "complaint"),
+    ("change", "culprit"),
     [
-        (("ProtectSystem=strict", "ProtectSytem=strict"), "Unknown key 'ProtectSytem'"),
-        (("ProtectSystem=strict", "ProtectSystem=very"), "Failed to parse protect system value"),
-        (("/opt/kamailio-auth-diameter/bin/", "/opt/elsewhere/bin/"), "is not executable"),
+        (("ProtectSystem=strict", "ProtectSytem=strict"), "ProtectSytem"),  # unknown key: ignored, with a warning
+        (("ProtectSystem=strict", "ProtectSystem=very"), "very"),  # a bad value: the same
+        (("/opt/kamailio-auth-diameter/bin/", "/opt/elsewhere/bin/"), "/opt/elsewhere/bin/"),  # no such executable
     ],
 )
-def test_verify_would_catch_a_broken_unit(tmp_path: Path, change: tuple[str, str], complaint: str) -> None:
+def test_verify_would_catch_a_broken_unit(tmp_path: Path, change: tuple[str, str], culprit: str) -> None:
+    """The clean unit gives no output at all, so each complaint shows (its wording
+    differs between systemd versions: only the culprit is looked for)."""
     r = analyze(systemd_root(tmp_path, UNIT.read_text().replace(*change)), "verify", "--man=no")
-    assert complaint in r.stdout + r.stderr
+    assert culprit in r.stdout + r.stderr
 
 
 def test_the_unit_runs_serve_as_its_own_user_in_a_read_only_system(tmp_path: Path) -> None:
