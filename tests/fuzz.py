@@ -508,10 +508,14 @@ class World:
         nonces = NonceFactory(self.store.nonce_secret(), lifetime=300, clock=self._now)
         self.nonce = nonces.make(REALM)
         self.legacy_server = LegacyServer(LegacyAuthority(self.store, nonces), SERVER)
-        responder = DiameterResponder(SipAuthority(self.store, nonces), SERVER, None, 42, clock=time.monotonic)
+        responder = DiameterResponder(
+            SipAuthority(self.store, nonces), SERVER, None, 42, clock=time.monotonic, ha1_peers=("trusted.example.org",)
+        )
         self.fresh_session = PeerSession(responder, "127.0.0.1")
         self.open_session = PeerSession(responder, "127.0.0.1")
         self._expect_open(self.open_session.receive(self.cer()))
+        self.trusted_session = PeerSession(responder, "127.0.0.1")  # given HA1s: Flow B, and Cx answered
+        self._expect_open(self.trusted_session.receive(self.cer(host="trusted.example.org")))
         local = Capabilities(CLIENT, ("127.0.0.1",), (sip_app.APP_SIP,), origin_state_id=7)
 
         def ids(start: int) -> Callable[[], int]:
@@ -540,8 +544,11 @@ class World:
 
     # --- valid messages
 
-    def cer(self, apps: tuple[int, ...] = (sip_app.APP_SIP,), inband: tuple[int, ...] = ()) -> bytes:
-        caps = Capabilities(CLIENT, ("127.0.0.1",), apps, origin_state_id=7, inband_security_ids=inband)
+    def cer(
+        self, apps: tuple[int, ...] = (sip_app.APP_SIP,), inband: tuple[int, ...] = (), host: str = CLIENT.origin_host
+    ) -> bytes:
+        identity = Identity(host, CLIENT.origin_realm)
+        caps = Capabilities(identity, ("127.0.0.1",), apps, origin_state_id=7, inband_security_ids=inband)
         return base.encode_cer(caps, 0x11, 0x22)
 
     def cea(self, cer: bytes, result: int = 2001, apps: tuple[int, ...] = (sip_app.APP_SIP,)) -> bytes:
@@ -702,7 +709,8 @@ def run_server_fresh(world: World, data: bytes, rng: random.Random) -> str:
 
 
 def run_server_open(world: World, data: bytes, rng: random.Random) -> str:
-    return _server_reply(copy.copy(world.open_session).receive(data))
+    session = world.trusted_session if rng.random() < 0.5 else world.open_session
+    return _server_reply(copy.copy(session).receive(data))
 
 
 def run_legacy_server(world: World, data: bytes, rng: random.Random) -> str:
@@ -905,11 +913,19 @@ def _answers(w: World) -> list[bytes]:
 
 
 def _server_cer_seeds(w: World) -> list[bytes]:
-    return [w.cer(), w.cer((base.APP_RELAY,)), w.cer((1,)), w.cer(inband=(1,)), w.mar(None), *w.peer_requests()]
+    return [
+        w.cer(),
+        w.cer((base.APP_RELAY,)),
+        w.cer((1,)),
+        w.cer(inband=(1,)),
+        w.cer((cx.APP_CX,), host="trusted.example.org"),
+        w.mar(None),
+        *w.peer_requests(),
+    ]
 
 
 def _server_open_seeds(w: World) -> list[bytes]:
-    requests = [w.mar(None), w.mar(w.credentials()), w.mar(w.credentials("wrong")), w.sar(), w.cer()]
+    requests = [w.mar(None), w.mar(w.credentials()), w.mar(w.credentials("wrong")), w.sar(), w.cer(), w.cx_mar()]
     return [*requests, *w.peer_requests(), w.maas()[0]]
 
 

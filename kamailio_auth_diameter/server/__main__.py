@@ -2,7 +2,7 @@
 
 serve [--config FILE] --db FILE|URL [--legacy-listen HOST:PORT] [--diameter-listen HOST:PORT] [--peers any|HOST,HOST]
       [--diameter-tls-listen HOST:PORT --tls-cert FILE --tls-key FILE [--tls-ca FILE]]
-      [--allow CIDR ...] [--processes N] [--max-connections N] [--idle-timeout SECONDS] ...
+      [--ha1-peer PATTERN ...] [--allow CIDR ...] [--processes N] [--max-connections N] [--idle-timeout SECONDS] ...
 user add|del|list --db FILE|URL ...      group add|del|list --db FILE|URL ...
 user import --db FILE|URL [--update] [--dry-run] CSV|- | --from-postgresql URL [--table subscriber]
 
@@ -36,7 +36,14 @@ from ..wire.base import Identity
 from . import config_file
 from .app import LegacyServer, serve
 from .auth import DigestChecker, LegacyAuthority, SipAuthority
-from .diameter import DiameterResponder, TlsSetupError, parse_peers, serve_diameter, server_tls_context
+from .diameter import (
+    DiameterResponder,
+    TlsSetupError,
+    parse_ha1_peer,
+    parse_peers,
+    serve_diameter,
+    server_tls_context,
+)
 from .limits import (
     DEFAULT_IDLE_TIMEOUT,
     DEFAULT_MAX_PER_ADDRESS,
@@ -79,6 +86,13 @@ def _network(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network | None:
 def _peers(text: str) -> frozenset[str] | None:
     try:
         return parse_peers(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _ha1_peer(text: str) -> str:
+    try:
+        return parse_ha1_peer(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
@@ -169,6 +183,15 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         metavar="any|HOST,HOST",
         help="Origin-Hosts whose CER is accepted on --diameter-listen; others get 3010 (default any)",
+    )
+    s.add_argument(
+        "--ha1-peer",
+        type=_ha1_peer,
+        action="append",
+        metavar="PATTERN",
+        help="Origin-Host of a Diameter peer trusted with users' HA1s (RFC 4740 Flow B, 3GPP Cx), or '*.' and a "
+        "domain for every host one label below it, e.g. *.proxy.example.com for each Kamailio worker "
+        "w<rank>.proxy.example.com (repeatable; default: nobody, and Cx MARs get 5012)",
     )
     s.add_argument(
         "--allow",
@@ -533,9 +556,13 @@ def _run_process(
             identity,
             args.peers,
             watchdog_interval=args.watchdog_interval,
+            ha1_peers=tuple(args.ha1_peer or ()),
         )
+        _log_ha1_peers(args)
     if listeners.diameter is not None:
-        log.info("Diameter (RFC 6733, RFC 4740) listener on %s:%d as %s", *args.diameter_listen, args.origin_host)
+        log.info(
+            "Diameter (RFC 6733, RFC 4740, 3GPP Cx) listener on %s:%d as %s", *args.diameter_listen, args.origin_host
+        )
     if listeners.diameter_tls is not None:
         log.info(
             "Diameter over TLS listener on %s:%d as %s%s",
@@ -564,6 +591,21 @@ def _run_process(
     log.info("stopped: legacy %s", server.stats)
     if responder is not None:
         log.info("stopped: Diameter %s", responder.stats)
+
+
+def _log_ha1_peers(args: argparse.Namespace) -> None:
+    """Who gets HA1s, and a warning when they would cross a network in clear."""
+    if not args.ha1_peer:
+        log.info("HA1 is given to no peer (no --ha1-peer): RFC 4740 Flow A only, Cx MARs get 5012")
+        return
+    log.info("HA1 is given to peers %s (RFC 4740 Flow B, 3GPP Cx)", ", ".join(args.ha1_peer))
+    if args.diameter_listen and args.diameter_listen[0] not in ("127.0.0.1", "::1", "localhost"):
+        log.warning(
+            "--ha1-peer with --diameter-listen on %s: HA1s are password equivalents and cross the network in clear "
+            "there, to whoever claims a trusted Origin-Host from an --allow address; prefer --diameter-tls-listen "
+            "with --tls-ca, where the client certificate must name that Origin-Host",
+            args.diameter_listen[0],
+        )
 
 
 def _throttle(args: argparse.Namespace) -> ThrottlePolicy:

@@ -10,7 +10,10 @@ foreign or tampered nonce, or a wrong response -> 4001 with a fresh challenge; a
 expired nonce or a replayed response -> 4001 with stale=true; an unknown user ->
 5003; a correct response -> 2001. Service '8': 2001 or 4001.
 
-RFC 4740 (Flow A, the server checks the digest): see :class:`SipAuthority`.
+RFC 4740 (Flow A, the server checks the digest; Flow B, it gives a trusted peer the
+user's H(A1)): see :class:`SipAuthority`. 3GPP Cx "SIP Digest" (H(A1) to trusted peers
+only): see :class:`CxAuthority`. Which peers are trusted is the responder's decision
+(``--ha1-peer``); here it arrives as a flag.
 
 A store that cannot answer (:class:`~.store.StoreUnavailable`: the database is down
 or slow) fails that one request with 5012 in either dialect, and is logged; the
@@ -30,7 +33,8 @@ from ..digest_check import Check, DigestVerdict, Target
 from ..nonce import NonceFactory
 from ..sip.credentials import CredentialsError, parse_credentials
 from ..sip.uri import SipUri, UriError, parse_uri
-from ..wire import base, legacy, sip_app
+from ..wire import base, cx, legacy, sip_app
+from ..wire.digest_avps import MD5, SHA_256, DigestHa1
 from .store import StoreUnavailable, UserHashes
 from .throttle import ThrottlePolicy
 
@@ -225,6 +229,10 @@ class _Authority:
         self._checker = checker or DigestChecker(store, nonces)
         self._hide_unknown = hide_unknown_users
 
+    @property
+    def store(self) -> Store:
+        return self._store
+
 
 class LegacyAuthority(_Authority):
     """With ``hide_unknown_users`` an unknown user gets 4001 with a fresh challenge
@@ -298,6 +306,17 @@ class SipAuthority(_Authority):
     (with SIP-Server-URI, the §6.2 flow), 2006 without it (§10.1.2). No server name
     is ever stored; a registrar that needs one is not served by this reference server.
 
+    Flow B (§6.3), only when the caller says the peer is trusted with H(A1)
+    (``ha1``): a MAR without credentials but with User-Name (the digest username as
+    the UA gives it) is answered with the same challenge code, one SIP-Auth-Data-Item
+    per H(A1) the user has, SHA-256 first, each SIP-Authenticate carrying Digest-HA1
+    (see :func:`user_ha1s`; the realm is the SIP-AOR's host). A REGISTER for someone
+    else's SIP-AOR -> 5033 and an unknown user -> 5032, whatever
+    ``hide_unknown_users`` says: the peer is trusted with password equivalents, and
+    what the UA learns is the peer's decision. Nothing is counted in the store (no
+    nonce count, no failure). Without User-Name, or for an untrusted peer, Flow A's
+    challenge as before.
+
     SAR NO_ASSIGNMENT with User-Name -> 2001 (nothing is assigned, so nothing
     remains unstored) with SIP-User-Data "groups"; other assignment types -> 5012.
     """
@@ -309,9 +328,11 @@ class SipAuthority(_Authority):
         return sip_app.MultimediaAuthAnswer(result_code, challenge, error_message=error)
 
     def multimedia_auth(
-        self, req: sip_app.MultimediaAuthRequest, request: DiameterRequest | None = None
+        self, req: sip_app.MultimediaAuthRequest, request: DiameterRequest | None = None, ha1: bool = False
     ) -> sip_app.MultimediaAuthAnswer:
         try:
+            if ha1 and req.credentials is None and req.user_name:
+                return self._flow_b(req)
             return self._multimedia_auth(req, request)
         except StoreUnavailable as exc:
             log.error("store failed, answering 5012: %s", exc)
@@ -361,6 +382,31 @@ class SipAuthority(_Authority):
             return self._challenge(realm, base.RESULT_AUTHENTICATION_REJECTED, error="authentication rejected")
         return self._challenge(realm, challenge_code, stale=v.check is Check.STALE)
 
+    def _flow_b(self, req: sip_app.MultimediaAuthRequest) -> sip_app.MultimediaAuthAnswer:
+        code = (
+            base.RESULT_MULTI_ROUND_AUTH
+            if req.server_uri is not None
+            else sip_app.RESULT_SUCCESS_AUTH_SENT_SERVER_NOT_STORED
+        )
+        username = req.user_name or ""
+        realm = _aor_realm(req.sip_aor)
+        if realm is None:
+            return sip_app.MultimediaAuthAnswer(
+                base.RESULT_INVALID_AVP_VALUE, error_message=f"no usable realm in SIP-AOR {req.sip_aor!r}"
+            )
+        if req.sip_method.upper() == "REGISTER" and not _owns(username, realm, req.sip_aor):
+            return sip_app.MultimediaAuthAnswer(
+                sip_app.RESULT_ERROR_IDENTITIES_DONT_MATCH,
+                error_message=f"{username!r} may not register {req.sip_aor!r}",
+            )
+        ha1s = user_ha1s(self._store, username, realm)
+        if not ha1s:
+            return sip_app.MultimediaAuthAnswer(
+                sip_app.RESULT_ERROR_USER_UNKNOWN, error_message=f"unknown user {username!r}@{realm!r}"
+            )
+        challenge = sip_app.DigestChallenge(realm=realm, nonce=self._nonces.make(realm), algorithm=ha1s[0].algorithm)
+        return sip_app.MultimediaAuthAnswer(code, challenge, ha1s=ha1s)
+
     def _server_assignment(self, req: sip_app.ServerAssignmentRequest) -> sip_app.ServerAssignmentAnswer:
         if req.assignment_type != sip_app.ASSIGNMENT_NO_ASSIGNMENT:
             return sip_app.ServerAssignmentAnswer(
@@ -381,6 +427,87 @@ class SipAuthority(_Authority):
                 sip_app.RESULT_ERROR_USER_UNKNOWN, error_message=f"unknown user {req.user_name!r}"
             )
         return sip_app.ServerAssignmentAnswer(base.RESULT_SUCCESS, (sip_app.groups_user_data(groups),))
+
+
+class CxAuthority:
+    """3GPP Cx MAR decisions for "SIP Digest" (TS 29.228 §6.3.1), as an HSS makes them.
+
+    The S-CSCF (the proxy) checks digests itself, so the only answer worth having is
+    the user's H(A1): a peer the caller does not trust with it (``trusted`` False: its
+    Origin-Host matches no ``--ha1-peer``) gets 5012 UNABLE_TO_COMPLY and an
+    Error-Message saying why, which a proxy logs; it is not told anything about the
+    user. For a trusted peer, in TS 29.228's order: an IMPI (User-Name, the digest
+    username) or IMPU (Public-Identity) we do not know -> Experimental-Result 5001; an
+    IMPI that is not the IMPU's user -> 5002; a scheme other than "SIP Digest" or
+    "Unknown" (the HSS's choice, which is SIP Digest) -> 5006; else 2001 with
+    SIP-Digest-Authenticate: the MD5 H(A1) and, for a user added with a password, the
+    SHA-256 one as Alternate-Digest-HA1. The realm is the IMPU's host. A store that
+    cannot answer -> 5012. Nothing is counted in the store.
+    """
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    def multimedia_auth(self, req: cx.MultimediaAuthRequest, trusted: bool) -> cx.MultimediaAuthAnswer:
+        if not trusted:
+            return cx.MultimediaAuthAnswer(
+                base.RESULT_UNABLE_TO_COMPLY,
+                error_message="H(A1) is given only to trusted peers (--ha1-peer), and this one is not",
+            )
+        try:
+            return self._multimedia_auth(req)
+        except StoreUnavailable as exc:
+            log.error("store failed, answering 5012: %s", exc)
+            return cx.MultimediaAuthAnswer(base.RESULT_UNABLE_TO_COMPLY, error_message="user database unavailable")
+
+    def _multimedia_auth(self, req: cx.MultimediaAuthRequest) -> cx.MultimediaAuthAnswer:
+        realm = _aor_realm(req.public_identity)
+        ha1s = user_ha1s(self._store, req.user_name, realm) if realm is not None else None
+        if realm is None or not ha1s:
+            return _experimental(cx.USER_UNKNOWN, f"unknown user {req.user_name!r} or {req.public_identity!r}")
+        if not _owns(req.user_name, realm, req.public_identity):
+            impu_user = parse_uri(req.public_identity).user
+            if self._store.user_hashes(impu_user, realm) is None:
+                return _experimental(cx.USER_UNKNOWN, f"unknown public identity {req.public_identity!r}")
+            return _experimental(
+                cx.IDENTITIES_DONT_MATCH, f"{req.user_name!r} is not the user of {req.public_identity!r}"
+            )
+        if req.scheme not in (cx.SCHEME_SIP_DIGEST, cx.SCHEME_UNKNOWN):
+            return _experimental(cx.AUTH_SCHEME_NOT_SUPPORTED, f"only {cx.SCHEME_SIP_DIGEST!r} is served")
+        return cx.MultimediaAuthAnswer(base.RESULT_SUCCESS, ha1s=ha1s)
+
+
+def _experimental(code: int, why: str) -> cx.MultimediaAuthAnswer:
+    return cx.MultimediaAuthAnswer(experimental_result=code, error_message=why)
+
+
+def user_ha1s(store: Store, username: str, realm: str) -> tuple[DigestHa1, ...] | None:
+    """The H(A1)s a proxy needs to check ``username``'s responses in ``realm`` itself,
+    SHA-256 first (RFC 8760: the stronger one is offered first), qop "auth"; None for
+    a user we do not know. ``alice`` gets the hashes over ``alice``, ``alice@realm``
+    those over ``alice@realm`` (the ``ha1b`` ones, as :class:`DigestChecker` uses them);
+    a domain other than ``realm`` is nobody. Only users added with a password have a
+    SHA-256 one. One read, nothing written."""
+    user, at, domain = username.partition("@")
+    if not user or (at and domain.lower() != realm):
+        return None
+    hashes = store.user_hashes(user, realm)
+    if hashes is None:
+        return None
+    pairs = (
+        (SHA_256, hashes.ha1b_sha256 if at else hashes.ha1_sha256),
+        (MD5, hashes.ha1b if at else hashes.ha1),
+    )
+    return tuple(DigestHa1(algorithm, ha1, realm, "auth") for algorithm, ha1 in pairs if ha1)
+
+
+def _aor_realm(uri: str) -> str | None:
+    """The realm an address of record is in: its host in lower case; None if it has none usable."""
+    try:
+        host = parse_uri(uri).host.lower()
+    except UriError:
+        return None
+    return host if _SAFE_REALM.fullmatch(host) else None
 
 
 def _owns(username: str, realm: str, sip_aor: str) -> bool:

@@ -1,4 +1,4 @@
-"""The RFC 6733 responder peer with the RFC 4740 SIP application (``--diameter-listen``).
+"""The RFC 6733 responder peer with the RFC 4740 SIP application and 3GPP Cx (``--diameter-listen``).
 
 :class:`PeerSession` is the pure per-connection state machine (bytes of one message
 in, bytes to send and whether to close out); :class:`DiameterProtocol` and
@@ -11,14 +11,27 @@ one Origin-Host (one per Kamailio worker) are all accepted, and every answer goe
 back on the connection its request came in on.
 
 Per connection: the first message must be a CER (anything else closes it). A CER
-from an Origin-Host outside ``--peers`` gets CEA 3010, one that names neither
-application 6 nor the relay application gets 5010, one that demands TLS in-band
-gets 5017; each is closed after its CEA. Then DWR -> DWA; DPR -> DPA and close;
-MAR and SAR -> :class:`~.auth.SipAuthority`. A command we do not serve gets 3001,
-an application other than 0 and 6 3007, a request with the E bit 3008, an unknown
-AVP with the M bit 5001, a missing one 5005. Bytes that are not a well-formed
-message close the connection (§5.1). On shutdown every open peer gets a DPR
-(REBOOTING) and a moment to answer it.
+from an Origin-Host outside ``--peers`` gets CEA 3010, one that names none of
+application 6, Cx (16777216, in Vendor-Specific-Application-Id or not) and the relay
+application gets 5010, one that demands TLS in-band gets 5017; each is closed after
+its CEA. Our CEA names application 6, and Cx as Vendor-Specific-Application-Id{10415,
+16777216} with Supported-Vendor-Id 10415. Then DWR -> DWA; DPR -> DPA and close;
+MAR and SAR (application 6) -> :class:`~.auth.SipAuthority`, Cx MAR (303) ->
+:class:`~.auth.CxAuthority`. A command we do not serve gets 3001, an application
+other than 0, 6 and Cx 3007, a request with the E bit 3008, an unknown AVP with the
+M bit 5001, a missing one 5005. Bytes that are not a well-formed message close the
+connection (§5.1). On shutdown every open peer gets a DPR (REBOOTING) and a moment
+to answer it.
+
+H(A1) delegation (RFC 4740 Flow B, Cx): a connection whose CER's Origin-Host matches
+an ``--ha1-peer`` pattern (:func:`name_matches`: ``*.proxy.example.com`` names every
+worker ``w<rank>.proxy.example.com`` of a proxy) is trusted with H(A1)s, decided once
+at the CER and kept for the connection's life. It is the connection's peer that is
+trusted, not the Origin-Host a request claims: through a relay, the relay is the peer
+(name it, and let it admit only proxies). On TLS with ``--tls-ca`` that Origin-Host is
+already one the client's certificate names (below), so the trust rests on the
+certificate; on clear TCP it rests on the Origin-Host alone, which ``--allow`` should
+confine to the proxies' addresses.
 
 ``--diameter-tls-listen`` serves the same state machine over TLS (RFC 6733 §2.1,
 port 5658): asyncio completes the handshake before the protocol sees the
@@ -34,6 +47,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
+import re
 import socket
 import ssl
 import time
@@ -43,15 +57,19 @@ from dataclasses import dataclass
 from diameter.message import Message
 from diameter.message.avp import Avp
 
-from ..wire import base, sip_app
+from ..wire import base, cx, sip_app
 from ..wire.base import Capabilities, Identity, RequestError
-from .auth import DiameterRequest, SipAuthority
+from .auth import CxAuthority, DiameterRequest, SipAuthority
 from .limits import Limits
 from .listener import Connection, Guard, ServerStats
 
 log = logging.getLogger("kamailio_auth_diameter.server")
 _APP_SIP = sip_app.APP_SIP.to_bytes(4, "big")
 _SIP_COMMANDS = frozenset(c.to_bytes(3, "big") for c in (sip_app.CMD_MULTIMEDIA_AUTH, sip_app.CMD_SERVER_ASSIGNMENT))
+_APP_CX = cx.APP_CX.to_bytes(4, "big")
+_CX_MAR = cx.CMD_MULTIMEDIA_AUTH.to_bytes(3, "big")
+_SERVED = frozenset({sip_app.APP_SIP, cx.APP_CX, base.APP_RELAY})  # what a CER must name one of
+_LABEL = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?")
 
 PRODUCT_NAME = "kamailio_auth_diameter"
 DPR_GRACE = 2.0  # seconds the peers get to answer our DPR at shutdown
@@ -65,6 +83,18 @@ def parse_peers(text: str) -> frozenset[str] | None:
     if not hosts:
         raise ValueError(f"--peers {text!r} names no host")
     return hosts
+
+
+def parse_ha1_peer(text: str) -> str:
+    """``--ha1-peer``: an Origin-Host, or ``*.`` and a domain for every host one label
+    below it (:func:`name_matches`); ValueError for anything else."""
+    pattern = text.strip().lower().rstrip(".")
+    labels = pattern.split(".")
+    if labels[0] == "*" and len(labels) > 2:  # not "*.com": a pattern names one operator's hosts
+        labels = labels[1:]
+    if not all(_LABEL.fullmatch(label) for label in labels):
+        raise ValueError(f"--ha1-peer {text!r} is not a host name, nor '*.' and a domain of at least two labels")
+    return pattern
 
 
 def certificate_names(peercert: dict) -> tuple[str, ...]:
@@ -157,8 +187,11 @@ class DiameterResponder:
         origin_state_id: int | None = None,
         watchdog_interval: float | None = None,
         clock: Callable[[], float] = time.monotonic,
+        ha1_peers: tuple[str, ...] = (),
     ) -> None:
         self.authority = authority
+        self.cx = CxAuthority(authority.store)
+        self.ha1_peers = ha1_peers  # --ha1-peer patterns (parse_ha1_peer)
         self.watchdog_interval = watchdog_interval  # Tw in seconds; None: never send DWR
         self.clock = clock
         self.identity = identity
@@ -175,7 +208,12 @@ class DiameterResponder:
             auth_application_ids=(sip_app.APP_SIP,),
             product_name=PRODUCT_NAME,
             origin_state_id=self.origin_state_id,
+            supported_vendor_ids=(cx.VENDOR_3GPP,),
+            vendor_applications=(cx.APPLICATION,),
         )
+
+    def trusts_with_ha1(self, origin_host: str) -> bool:
+        return any(name_matches(origin_host, pattern) for pattern in self.ha1_peers)
 
 
 class PeerSession:
@@ -197,6 +235,7 @@ class PeerSession:
         self.certificate_names = certificate_names
         self.state = PeerState.WAIT_CER
         self.peer_host: str | None = None
+        self.ha1_trusted = False  # the peer's Origin-Host matches an --ha1-peer: set at its CER
         self.last_received = responder.clock()
         self._dwr_sent = False
 
@@ -245,6 +284,14 @@ class PeerSession:
             and raw[5:8] in _SIP_COMMANDS
         ):
             return self._sip(raw)
+        if (
+            self.state is PeerState.OPEN
+            and len(raw) >= 20
+            and raw[4] & (base.FLAG_REQUEST | base.FLAG_ERROR) == base.FLAG_REQUEST
+            and raw[8:12] == _APP_CX
+            and raw[5:8] == _CX_MAR
+        ):
+            return self._cx(raw)
         msg = base.decode(raw, sip_app.GROUPED)
         h = msg.header
         if h.is_request and h.command_code == base.CMD_CAPABILITIES_EXCHANGE:
@@ -267,6 +314,9 @@ class PeerSession:
         elif h.application_id == sip_app.APP_SIP:
             if h.command_code in (sip_app.CMD_MULTIMEDIA_AUTH, sip_app.CMD_SERVER_ASSIGNMENT):
                 return self._sip(raw)
+        elif h.application_id == cx.APP_CX:
+            if h.command_code == cx.CMD_MULTIMEDIA_AUTH:
+                return self._cx(raw)
         else:
             return self._error(
                 msg, RequestError(base.RESULT_APPLICATION_UNSUPPORTED, f"application {h.application_id} is not served")
@@ -294,7 +344,8 @@ class PeerSession:
     def _error(self, msg: Message, error: RequestError) -> Reply:
         self._count(error.result_code)
         log.debug("%s from %s: %d (%s)", msg.header.command_code, self.remote, error.result_code, error)
-        body = sip_app.session_avps() if msg.header.application_id == sip_app.APP_SIP else []
+        app = msg.header.application_id
+        body = sip_app.session_avps() if app == sip_app.APP_SIP else cx.session_avps() if app == cx.APP_CX else []
         return Reply(base.encode_error(msg, self._r.identity, error, body))
 
     def _capabilities_exchange(self, msg: Message) -> Reply:
@@ -318,14 +369,15 @@ class PeerSession:
                 base.RESULT_UNKNOWN_PEER,
                 f"Origin-Host {host!r} is not a name of its TLS certificate ({', '.join(names) or 'it has none'})",
             )
-        if not {sip_app.APP_SIP, base.APP_RELAY} & peer.applications:
+        if not _SERVED & peer.applications:
             return refuse(base.RESULT_NO_COMMON_APPLICATION, f"no common application in {sorted(peer.applications)}")
         if peer.inband_security_ids and 0 not in peer.inband_security_ids:
             return refuse(base.RESULT_NO_COMMON_SECURITY, "in-band TLS is not offered")
         self.state = PeerState.OPEN
         self.peer_host = host
+        self.ha1_trusted = self._r.trusts_with_ha1(host)
         self._r.stats.connections += 1
-        log.debug("CER from %s (%s) accepted", host, self.remote)
+        log.debug("CER from %s (%s) accepted%s", host, self.remote, ", trusted with HA1" if self.ha1_trusted else "")
         return Reply(base.encode_cea(msg, self._caps, base.RESULT_SUCCESS))
 
     def _sip(self, raw: bytes) -> Reply:
@@ -341,7 +393,7 @@ class PeerSession:
             if msg.command == sip_app.CMD_MULTIMEDIA_AUTH:
                 mar = sip_app.decode_mar(msg)
                 request = DiameterRequest(f"{mar.origin_host};{msg.end_to_end}", bool(msg.flags & base.FLAG_RETRANSMIT))
-                maa = authority.multimedia_auth(mar, request)
+                maa = authority.multimedia_auth(mar, request, ha1=self.ha1_trusted)
                 code, data = maa.result_code, sip_app.encode_maa(msg, identity, maa)
             else:
                 saa = authority.server_assignment(sip_app.decode_sar(msg))
@@ -351,6 +403,23 @@ class PeerSession:
         self._count(code)
         if log.isEnabledFor(logging.DEBUG):
             log.debug("command %d from %s -> %d", msg.command, self.peer_host, code)
+        return Reply(data)
+
+    def _cx(self, raw: bytes) -> Reply:
+        """A Cx MAR from an open peer, as :meth:`_sip` does for application 6."""
+        try:
+            msg = base.decode_lean(raw)
+            unknown = base.lean_unknown_mandatory(msg.avps, cx.RECOGNISED, cx.GROUPED)
+            if unknown is not None:
+                raise RequestError(base.RESULT_AVP_UNSUPPORTED, f"unknown mandatory AVP {unknown.code}", unknown)
+            maa = self._r.cx.multimedia_auth(cx.decode_mar(msg), self.ha1_trusted)
+            data = cx.encode_maa(msg, self._r.identity, maa)
+        except RequestError as exc:
+            return self._error(base.decode(raw, cx.GROUPED), exc)
+        code = maa.experimental_result if maa.experimental_result is not None else maa.result_code
+        self._count(code or 0)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("command %d from %s -> %s", msg.command, self.peer_host, code)
         return Reply(data)
 
 

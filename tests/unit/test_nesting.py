@@ -122,6 +122,18 @@ def test_server_closes_on_a_deep_mar(session: PeerSession, code: int) -> None:
     assert reply.close and not reply.data
 
 
+@pytest.mark.parametrize("code", [(cx.AVP_SIP_AUTH_DATA_ITEM, cx.VENDOR_3GPP), base.AVP_PROXY_INFO])
+def test_server_closes_on_a_deep_cx_mar(session: PeerSession, code: base.AvpKey) -> None:
+    mar = cx.MultimediaAuthRequest("s;1", ME.origin_host, ME.origin_realm, "example.com", "alice", "sip:a@b", "sip:k")
+    good = cx.encode_mar(mar, 3, 3)
+    chain = base.pack_avp(9999, b"x", base.AVP_FLAG_MANDATORY)
+    for _ in range(DEEP):
+        chain = base.pack_avp(code[0], chain, vendor=code[1]) if isinstance(code, tuple) else base.pack_avp(code, chain)
+    hostile = base.pack_message(0xC0, 303, cx.APP_CX, 3, 3, good[base.HEADER_LEN :] + chain)
+    reply = session.receive(hostile)
+    assert reply.close and not reply.data
+
+
 def test_server_closes_on_a_deep_cer(tmp_path: Path, clock: Clock) -> None:
     store = SqliteStore(str(tmp_path / "auth.sqlite"))
     authority = SipAuthority(store, NonceFactory(store.nonce_secret(), clock=clock))

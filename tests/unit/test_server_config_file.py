@@ -148,7 +148,7 @@ def test_the_shipped_example_is_valid_shows_every_key_and_the_true_defaults() ->
     parse(text, str(EXAMPLE), parser)
     shown = set()
     for line in text.splitlines():
-        m = re.fullmatch(r"#?([a-z-]+) = (.+)", line)
+        m = re.fullmatch(r"#?([a-z0-9-]+) = (.+)", line)
         if m is None:
             continue
         key = m.group(1)

@@ -274,6 +274,8 @@ def test_cea_advertises_app_6(responder: DiameterResponder) -> None:
     assert base.unsigned(cea.avps, 268) == 2001
     assert caps.identity == ME
     assert caps.auth_application_ids == (6,)
+    assert caps.vendor_applications == (base.VendorApplication(10415, 16777216),)  # 3GPP Cx
+    assert caps.supported_vendor_ids == (10415,)
     assert caps.host_ip_addresses == ("127.0.0.1",)
     assert caps.origin_state_id == 42
     assert s.peer_host == PEER.origin_host
@@ -379,7 +381,8 @@ def sip_request(command: int, app: int = 6, flags_extra: int = 0) -> bytes:
     [
         (sip_request(283), 3001),  # UAR: not served
         (sip_request(258, app=0), 3001),  # RAR in the common application
-        (sip_request(286, app=16777216), 3007),
+        (sip_request(286, app=16777216), 3001),  # Cx is served, but its MAR is 303
+        (sip_request(306, app=16777217), 3007),  # Sh is not
         (sip_request(286, flags_extra=base.FLAG_ERROR), 3008),
     ],
 )
