@@ -17,7 +17,7 @@ its children, /proc/PID/stat, before/after), reference-server and sipp CPU, fail
 calls, retransmissions, CPU used by anything else meanwhile, and memory growth per
 1,000 flows of Kamailio's UDP SIP workers (summed VmRSS, and summed pkg "used") between
 the end of a warm-up and the end of the run. Every Kamailio runs with ``-x tlsf`` and
-kex.so (``--loadmodule``) for the RPCs.
+kex.so for the RPCs (``--loadmodule`` where the cfg does not load it; the example does).
 
     .venv/bin/python bench/run.py                       # ~25 s per mode (--seconds), or --flows N
     .venv/bin/python bench/run.py --memory              # plugin only, 100,000 flows, 5 samples
@@ -284,7 +284,7 @@ def run_mode(mode: str, nproc: int, args: argparse.Namespace, work: Path, ceilin
     run_dir = work / f"{mode}-p{nproc}"
     run_dir.mkdir(parents=True, exist_ok=True)
     pkg_mb = 0
-    extra = ["--loadmodule=kex.so"]
+    extra = [] if cfg == h.EXAMPLE_CFG else ["--loadmodule=kex.so"]  # loading a module twice is an error
     if mode == "c":
         # must fit every flow this run can make: --flows, or --seconds at the no-auth ceiling
         most = args.flows or int(args.seconds * ceiling)

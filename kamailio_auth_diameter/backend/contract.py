@@ -8,6 +8,7 @@ from typing import Any, Protocol
 
 from ..authorize import AuthContext
 from ..group import GroupContext
+from ..metrics import Events, no_events
 from ..outcome import Outcome
 from ..settings import Settings
 
@@ -20,7 +21,9 @@ class Environment:
     ``host_name`` this machine's FQDN found at start-up (no DNS inside a request),
     ``log`` the plugin's rate-limited error log, ``ksr`` Kamailio's KSR object for
     backends that keep state in Kamailio's shared memory (None in unit tests that give
-    such a backend its tables directly).
+    such a backend its tables directly), ``events`` what the connections and exchanges
+    report for Kamailio's statistics (metrics.Recorder.event: a metrics event name, or
+    any counter name the cfg declares, and for metrics.ANSWER the round-trip time).
     """
 
     clock: Callable[[], float]
@@ -28,6 +31,7 @@ class Environment:
     host_name: str | None = None
     rank: int | None = None
     ksr: Any = None
+    events: Events = no_events
 
 
 class Backend(Protocol):

@@ -7,7 +7,7 @@ skipping stale answers by SIP-MSGID) and turns the answer into an outcome.
 
 from __future__ import annotations
 
-from .. import authorize, group, outcome
+from .. import authorize, group, metrics, outcome
 from ..authorize import AuthContext, Result
 from ..group import GroupContext
 from ..outcome import Outcome
@@ -34,7 +34,7 @@ def verdict(answer: legacy.Answer) -> Result:
 class LegacyBackend:
     def __init__(self, env: Environment) -> None:
         self._env = env
-        self._transport = StreamTransport(clock=env.clock)
+        self._transport = StreamTransport(clock=env.clock, events=env.events)
         self._timeout = 0.0
 
     def configure(self, settings: Settings, deadline: float) -> None:
@@ -91,5 +91,6 @@ class LegacyBackend:
         except RequestTooLarge:
             raise
         except TransportError as exc:
+            self._env.events(metrics.EXCHANGE_FAILED)
             self._env.log(f"Diameter exchange failed: {exc}")
             return None

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
+from .. import metrics
 from ..settings import Settings
 from ..transport.client import DiameterClient, LocalPeer, resolve_identity
 from ..transport.stream import RequestTooLarge, TransportError
@@ -52,7 +53,7 @@ class PeerClient:
                 self._client.close(deadline)
             origin = base.Identity(identity[0], identity[1])
             local = LocalPeer(origin, self._applications, int(time.time()), self._vendor_applications)
-            self._client = DiameterClient(local, clock=env.clock)
+            self._client = DiameterClient(local, clock=env.clock, events=env.events)
             self._client.offset = env.rank if env.rank is not None and env.rank > 0 else os.getpid()
             self._identity, self.origin = identity, origin
             self.sessions = base.SessionIds(origin.origin_host)
@@ -78,10 +79,12 @@ class PeerClient:
         except RequestTooLarge:
             raise
         except TransportError as exc:
+            self._env.events(metrics.EXCHANGE_FAILED)
             self._env.log(f"Diameter exchange failed: {exc}")
             return None
         try:
             return decode(frame)[1]
         except (base.DecodeError, base.RequestError) as exc:
+            self._env.events(metrics.EXCHANGE_FAILED)
             self._env.log(f"{unusable}: {exc}")
             return None

@@ -13,7 +13,7 @@ import os
 import time
 from typing import Any
 
-from .. import __version__, authorize, backend, group, outcome
+from .. import __version__, authorize, backend, group, metrics, outcome
 from ..logtext import printable
 from ..outcome import Outcome
 from ..settings import Settings, SettingsError
@@ -23,6 +23,7 @@ from ..transport.stream import RequestTooLarge
 from . import cfgfile
 from .config import CfgSettings
 from .request import read_auth_request
+from .stats import KsrStatistics
 
 _LOG_REPEAT_S = 5.0
 FQDN_WAIT = 2.0  # s: how long start-up may wait for DNS to name this host (the default Origin-Host)
@@ -34,8 +35,12 @@ class AuthDiameter:
         self._ksr = ksr
         self._cfg = cfg
         self._clock = clock
+        # every outcome and Diameter event counted in Kamailio's statistics (kamailio/stats.py)
+        self.metrics = metrics.Recorder(KsrStatistics(ksr, self._error))
         # host_name: this machine's FQDN, found at start-up: no DNS in a request
-        self._env = backend.Environment(clock=clock, log=self._error, host_name=host_name, ksr=ksr)
+        self._env = backend.Environment(
+            clock=clock, log=self._error, host_name=host_name, ksr=ksr, events=self.metrics.event
+        )
         self._backend: backend.Backend | None = None
         self._protocol = ""  # the mode of self._backend
         self._configured: Settings | None = None  # the settings self._backend was last given
@@ -60,6 +65,11 @@ class AuthDiameter:
         return self._authorize(realm, proxy=True)
 
     def diameter_is_user_in(self, msg: Any, param: str = "") -> int:
+        result = self._checked_is_user_in(param)
+        self.metrics.group(result)
+        return result
+
+    def _checked_is_user_in(self, param: str) -> int:
         try:
             return self._is_user_in(param)
         except RequestTooLarge as exc:
@@ -83,6 +93,7 @@ class AuthDiameter:
             result = outcome.SERVER_ERROR
         if result.note:
             self._error(f"authorize: {result.note}")
+        self.metrics.outcome(result.label)
         try:
             return self._send(result)
         except Exception as exc:  # noqa: BLE001

@@ -30,7 +30,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 
-from .. import routing
+from .. import metrics, routing
+from ..metrics import Events, no_events
 from ..peer_state import PeerProtocol
 from ..settings import PeerAddress, Settings, peer_addresses
 from ..wire import base
@@ -78,9 +79,14 @@ def resolve_identity(s: Settings, rank: int | None, default_host: str | None = N
 
 
 class DiameterClient:
-    def __init__(self, local: LocalPeer, clock: Callable[[], float] = time.monotonic) -> None:
+    """``events`` hears what the peers' links report, and of timeouts and failovers."""
+
+    def __init__(
+        self, local: LocalPeer, clock: Callable[[], float] = time.monotonic, events: Events = no_events
+    ) -> None:
         self._local = local
         self._clock = clock
+        self._events = events
         self._links: list[PeerLink] = []
         self._routing = routing.Routing(1, 0, clock)
         self._end_to_end = base.EndToEnd()
@@ -105,7 +111,7 @@ class DiameterClient:
             tls = client_context(s) if s.use_tls else None
             self.close(deadline)
             make = self._protocol_factory(s)
-            self._links = [PeerLink(address, make, self._clock) for address in peers]
+            self._links = [PeerLink(address, make, self._clock, self._events) for address in peers]
             for link in self._links:
                 link.tls = tls
             self._routing = routing.Routing(len(peers), self.offset, self._clock)
@@ -162,9 +168,12 @@ class DiameterClient:
             link = self._links[index]
             last = sends == 1 or position == len(queue) - 1
             attempt_deadline = deadline if last else min(deadline, self._clock() + self.failover_timeout)
+            if sends:
+                self._events(metrics.FAILOVER)
             try:
                 frame = link.exchange(partial(_build_with, build, end_to_end, retransmit), attempt_deadline)
             except PeerTimeout as exc:
+                self._events(metrics.TIMEOUT)
                 self._routing.silent(index)
                 problems.append(str(exc))
                 sends += 1

@@ -31,6 +31,8 @@ import ssl
 import time
 from collections.abc import Callable
 
+from .. import metrics
+from ..metrics import Events, no_events
 from ..peer_state import Disconnected, PeerError, PeerProtocol, State, hop_by_hop_of
 from ..settings import PeerAddress
 from ..wire.framing import MAX_MESSAGE, Framer, FramingError
@@ -72,17 +74,23 @@ class PeerTimeout(TransportError):
 
 class PeerLink:
     """``make_protocol(local_address)`` builds the state machine of each new connection
-    (the CER names the address the connection really uses)."""
+    (the CER names the address the connection really uses). ``events`` hears of connects,
+    failed connects, the peer going down and coming back, and each answer's round-trip
+    time (metrics.py's events)."""
 
     def __init__(
         self,
         address: PeerAddress,
         make_protocol: Callable[[str], PeerProtocol],
         clock: Callable[[], float] = time.monotonic,
+        events: Events = no_events,
     ) -> None:
         self.address = address
         self._make_protocol = make_protocol
         self._clock = clock
+        self._events = events
+        self._opened = 0  # connections opened (CEA accepted): any after the first is a reconnect
+        self._up: bool | None = None  # whether the last attempt to open one succeeded (None: none yet)
         self._sock: socket.socket | None = None
         self._tls_sock = False
         self._rcvtimeo = 0.0  # the SO_RCVTIMEO set on a clear socket (0: none)
@@ -175,6 +183,23 @@ class PeerLink:
         return PeerDown(f"{self.address}: {message}", sent, retry_soon)
 
     # --- opening ------------------------------------------------------------------
+
+    def _open_counted(self, deadline: float) -> None:
+        """:meth:`_open`, reported: a connect or reconnect, or a failure, and the peer's
+        change between up and down."""
+        try:
+            self._open(deadline)
+        except ConnectFailed:
+            self._events(metrics.CONNECT_FAILED)
+            if self._up is not False:
+                self._up = False
+                self._events(metrics.PEER_DOWN)
+            raise
+        self._events(metrics.RECONNECT if self._opened else metrics.CONNECT)
+        self._opened += 1
+        if self._up is not True:
+            self._up = True
+            self._events(metrics.PEER_UP)
 
     def _open(self, deadline: float) -> None:
         """Connect, TLS, CER/CEA and a reopening peer's DWRs, within ``deadline``.
@@ -275,7 +300,7 @@ class PeerLink:
                 if replies:
                     self._renew(replies, deadline)
         if self._sock is None:
-            self._open(deadline)
+            self._open_counted(deadline)
         proto = self.protocol
         assert proto is not None
         hop = proto.hop_by_hop()
@@ -283,6 +308,7 @@ class PeerLink:
         if len(data) > MAX_MESSAGE:  # nothing sent, and the connection stays as it was
             raise RequestTooLarge(f"the request has {len(data)} bytes, more than the {MAX_MESSAGE} a frame may")
         watchdog = proto.watchdog()
+        sent_at = self._clock()
         if self._push_next:
             self._push_next = False
             sock = self._sock
@@ -297,6 +323,7 @@ class PeerLink:
             while True:
                 answer = self._process(deadline, sent=True, hop=hop)
                 if answer is not None:
+                    self._events(metrics.ANSWER, self._clock() - sent_at)
                     return answer
                 self._read(deadline, sent=True)
         except PeerTimeout:

@@ -26,6 +26,8 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
+from .. import metrics
+from ..metrics import Events, no_events
 from ..wire.framing import MAX_MESSAGE, Framer, FramingError
 from .resolve import DEFAULT_RESOLVER, Resolver, connect
 
@@ -79,8 +81,14 @@ class _PeerGone(Exception):
 
 
 class StreamTransport:
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+    """``events`` hears of connects, failed connects, the server going down and coming
+    back, timeouts and each answer's round-trip time (metrics.py's events)."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic, events: Events = no_events) -> None:
         self._clock = clock
+        self._events = events
+        self._opened = 0  # connections opened to this address: any after the first is a reconnect
+        self._up: bool | None = None  # whether the server was reachable at the last connect (None: not tried)
         self._sock: socket.socket | None = None
         self._framer = Framer()
         self._address: tuple[str, int] | None = None
@@ -96,6 +104,7 @@ class StreamTransport:
             self.close()
             self._address = (host, port)
             self._failed_at = None
+            self._opened, self._up = 0, None
         self.connect_timeout = connect_timeout_ms / 1000.0
         self.reconnect_interval = reconnect_interval_ms / 1000.0
 
@@ -131,16 +140,26 @@ class StreamTransport:
             sock = connect(self.resolver, host, port, deadline, self.connect_timeout, self._clock)
         except OSError as exc:
             self._failed_at = self._clock()
+            self._events(metrics.CONNECT_FAILED)
+            if self._up is not False:
+                self._up = False
+                self._events(metrics.PEER_DOWN)
             raise TransportError(f"connect to {host}:{port} failed: {exc}") from None
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             sock.settimeout(None)  # blocking; the kernel's SO_RCVTIMEO bounds every receive
         except OSError as exc:
             sock.close()
+            self._events(metrics.CONNECT_FAILED)
             raise TransportError(f"connect to {host}:{port} failed: {exc}") from None
         self._sock = sock
         self._rcvtimeo = 0.0
         self._failed_at = None
+        self._events(metrics.RECONNECT if self._opened else metrics.CONNECT)
+        self._opened += 1
+        if self._up is not True:
+            self._up = True
+            self._events(metrics.PEER_UP)
         return sock
 
     def _set_rcvtimeo(self, sock: socket.socket, seconds: float) -> None:
@@ -181,8 +200,10 @@ class StreamTransport:
         deadline: float,
         accept: Callable[[bytes], T | None],
     ) -> T:
+        sent_at = self._clock()
         try:
             if not send_by(sock, request, deadline, self._clock):
+                self._events(metrics.TIMEOUT)
                 raise self._fail("could not send the request before the deadline")
         except OSError as exc:
             if exc.errno in _GONE:
@@ -203,16 +224,19 @@ class StreamTransport:
                 except Exception as exc:  # noqa: BLE001 - hostile bytes end as a TransportError, whatever broke
                     raise self._fail(f"unreadable answer ({type(exc).__name__}: {exc})") from None
                 if result is not None:
+                    self._events(metrics.ANSWER, self._clock() - sent_at)
                     return result
                 continue
             remaining = deadline - self._clock()
             if remaining <= 0:
+                self._events(metrics.TIMEOUT)
                 raise self._fail("no answer before the deadline")
             try:
                 # the usual case: the whole answer timeout, set once and left on the socket
                 self._set_rcvtimeo(sock, timeout if deadline - remaining - start < _SLACK else remaining)
                 data = sock.recv(65536)
             except (BlockingIOError, TimeoutError):
+                self._events(metrics.TIMEOUT)
                 raise self._fail("no answer before the deadline") from None
             except InterruptedError:
                 continue

@@ -70,6 +70,22 @@ class _SL:
         return 1
 
 
+class _Statistics:
+    """KSR.statistics: update_stat adds to ``ksr.stats``, or returns -1 for a name outside
+    ``ksr.declared`` (when that is not None), as Kamailio does for an undeclared counter."""
+
+    def __init__(self, ksr: FakeKSR) -> None:
+        self._ksr = ksr
+
+    def update_stat(self, name: str, n: int) -> int:
+        ksr = self._ksr
+        ksr.calls.append(("statistics.update_stat", name, n))
+        if ksr.declared is not None and name not in ksr.declared:
+            return -1
+        ksr.stats[name] = ksr.stats.get(name, 0) + n
+        return 1
+
+
 class FakeKSR:
     """The parts of app_python3's KSR the plugin uses, recording every call.
 
@@ -87,6 +103,9 @@ class FakeKSR:
         self.infos: list[str] = []
         self.warnings: list[str] = []
         self.raise_in: set[str] | None = None
+        self.stats: dict[str, int] = {}  # the counters of group script
+        self.declared: set[str] | None = None  # the counters the cfg declares; None: any
+        self.statistics = _Statistics(self)
         self.pv = _PV(self)
         self.hdr = _Hdr(self)
         self.sl = _SL(self)
