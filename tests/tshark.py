@@ -305,15 +305,16 @@ def problems(messages: Iterable[DiameterMessage]) -> list[str]:
     return out
 
 
-def dictionary() -> dict[int, str]:
-    """The vendor-0 AVP codes Wireshark's Diameter dictionary knows, with their names.
+def dictionary(vendor: int = 0) -> dict[int, str]:
+    """The AVP codes of this vendor (0: IETF) Wireshark's Diameter dictionary knows, with their names.
 
     ``tshark -G fields`` lists a field per AVP, blurb "code=N" (vendor AVPs say
     "vendor=V code=N")."""
     r = subprocess.run([TSHARK, "-G", "fields"], capture_output=True, text=True, timeout=60, check=True)
+    prefix = f"vendor={vendor} code=" if vendor else "code="
     known = {}
     for line in r.stdout.splitlines():
         cols = line.split("\t")
-        if len(cols) > 7 and cols[2].startswith("diameter.") and cols[-1].startswith("code="):
-            known[int(cols[-1].removeprefix("code="))] = cols[1]
+        if len(cols) > 7 and cols[2].startswith("diameter.") and cols[-1].startswith(prefix):
+            known[int(cols[-1].removeprefix(prefix))] = cols[1]
     return known

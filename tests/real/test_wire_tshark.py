@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import socket
+import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +20,7 @@ from pathlib import Path
 import pytest
 from diameter.message.avp import Avp
 
-from kamailio_auth_diameter.wire import base, sip_app
+from kamailio_auth_diameter.wire import base, cx, sip_app
 from kamailio_auth_diameter.wire.base import Capabilities, Identity
 from kamailio_auth_diameter.wire.framing import HEADER_LEN
 from tests import tshark
@@ -252,3 +253,116 @@ def test_problems_are_reported(server: ReferenceServer, tmp_path: Path) -> None:
     assert "Warning/Undecoded: Unknown AVP 9999" in found[1]
     assert "Warning/Malformed: Bad Unsigned32 Length (2)" in found[2]
     assert found[3].endswith(": malformed")
+
+
+# --- H(A1) delegation: 3GPP Cx and RFC 4740 Flow B ----------------------------------------
+
+
+@pytest.fixture(scope="module")
+def ha1_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ReferenceServer]:
+    """Trusts our client with H(A1)s; carol is known by MD5 hashes only (no Alternate-Digest)."""
+    s = make_server(tmp_path_factory.mktemp("wire-ha1"))
+    s.add_user("carol", "example.com", "carolpw")
+    with sqlite3.connect(s.db) as db:
+        db.execute("UPDATE users SET ha1_sha256 = NULL, ha1b_sha256 = NULL WHERE username = 'carol'")
+    s.diameter_port = free_port()
+    s.extra = ("--origin-host", SERVER, "--origin-realm", "example.com", "--ha1-peer", CLIENT.origin_host)
+    s.start()
+    yield s
+    s.stop()
+
+
+def _cx_mar(client: Client, impi: str, impu: str, scheme: str = cx.SCHEME_SIP_DIGEST) -> bytes:
+    req = cx.MultimediaAuthRequest(
+        session_id=f"{CLIENT.origin_host};2;{client.sent}",
+        origin_host=CLIENT.origin_host,
+        origin_realm=CLIENT.origin_realm,
+        destination_realm="example.com",
+        user_name=impi,
+        public_identity=impu,
+        server_name=f"sip:{CLIENT.origin_host}",
+        scheme=scheme,
+    )
+    return cx.encode_mar(req, *client.ids())
+
+
+def _without(raw: bytes, code: int, vendor: int) -> bytes:
+    msg = base.decode_lean(raw)
+    kept = [(c, f, v, d) for c, f, v, d in msg.avps.items if (c, v) != (code, vendor)]
+    body = b"".join(base.pack_avp(c, d, f & ~base.AVP_FLAG_VENDOR, v) for c, f, v, d in kept)
+    return base.pack_message(msg.flags, msg.command, msg.application, msg.hop_by_hop, msg.end_to_end, body)
+
+
+def _ha1_exchange(client: Client) -> None:
+    caps = Capabilities(
+        CLIENT, ("127.0.0.1",), (6,), supported_vendor_ids=(10415,), vendor_applications=(cx.APPLICATION,)
+    )
+    client.answer(base.encode_cer(caps, *client.ids()))
+    for impi, impu, scheme, expected in (
+        ("alice", "sip:alice@example.com", cx.SCHEME_SIP_DIGEST, (2001, None, 2)),
+        ("carol", "sip:carol@example.com", cx.SCHEME_UNKNOWN, (2001, None, 1)),
+        ("mallory", "sip:mallory@example.com", cx.SCHEME_SIP_DIGEST, (None, cx.USER_UNKNOWN, 0)),
+        ("bob", "sip:alice@example.com", cx.SCHEME_SIP_DIGEST, (None, cx.IDENTITIES_DONT_MATCH, 0)),
+        ("alice", "sip:alice@example.com", "Digest-AKAv1-MD5", (None, cx.AUTH_SCHEME_NOT_SUPPORTED, 0)),
+    ):
+        _, maa = cx.decode_maa(client.answer(_cx_mar(client, impi, impu, scheme)))
+        assert (maa.result_code, maa.experimental_result, len(maa.ha1s)) == expected
+    missing = base.decode(client.answer(_without(_cx_mar(client, "alice", "sip:alice@example.com"), 602, 10415)))
+    assert base.unsigned(missing.avps, base.AVP_RESULT_CODE) == base.RESULT_MISSING_AVP
+    flow_b = sip_app.decode_maa(client.answer(_mar(client, registrar=False)))[1]
+    assert flow_b.result_code == 2008 and [h.algorithm for h in flow_b.ha1s] == ["SHA-256", "MD5"]
+    client.answer(base.encode_dpr(CLIENT, base.DISCONNECT_REBOOTING, *client.ids()))
+    assert client.closed_by_server()
+
+
+def test_ha1_exchanges_decode_cleanly(ha1_server: ReferenceServer, tmp_path: Path) -> None:
+    """Cx MAR/MAA (Experimental-Result, SIP-Digest-Authenticate, a Failed-AVP of 3GPP's) and
+    Flow B as Wireshark reads them. Its dictionary may lack Alternate-Digest-Algorithm/-HA1
+    (662/663, TS 29.229 Rel-15: Wireshark 4.0 of Debian 12 does): those two, and only
+    those, may then be reported unknown; their bytes are still framed right (no malformed
+    AVP, and the SIP-Digest-Authenticate around them decodes)."""
+    assert ha1_server.diameter_port is not None
+    port = ha1_server.diameter_port
+    pcap = tmp_path / "ha1.pcapng"
+    with tshark.Capture(pcap, [port]), contextlib.closing(Client(port)) as client:
+        _ha1_exchange(client)
+    messages = tshark.decode(pcap, [port])
+    assert len(messages) == client.sent + client.received == 18
+    assert tshark.undecoded(pcap, [port]) == []
+    known = tshark.dictionary(cx.VENDOR_3GPP)
+    assert {601, 602, 607, 608, 612, 613, 635} <= known.keys()
+    gaps = [code for code in (cx.AVP_ALTERNATE_DIGEST_ALGORITHM, cx.AVP_ALTERNATE_DIGEST_HA1) if code not in known]
+    sha_answer = messages[3]
+    found = tshark.problems(messages)
+    assert found[: len(gaps)] == [
+        f"{sha_answer.label}: AVP 612/635/{code} (vendor 10415) is not in Wireshark's dictionary" for code in gaps
+    ]
+    assert [p.partition(",")[0] for p in found[len(gaps) :]] == [
+        f"{sha_answer.label}: Warning/Undecoded: Unknown AVP {code} (vendor=3GPP)" for code in gaps
+    ]
+
+    cea = messages[1]
+    assert cea.value(base.AVP_SUPPORTED_VENDOR_ID) == "10415"
+    assert cea.value(base.AVP_VENDOR_SPECIFIC_APPLICATION_ID, base.AVP_AUTH_APPLICATION_ID) == "16777216"
+    mar = messages[2]
+    assert (mar.command, mar.application_id, mar.proxiable) == ("Multimedia-Auth", 16777216, True)
+    assert mar.value(cx.AVP_SIP_AUTH_DATA_ITEM, cx.AVP_SIP_AUTHENTICATION_SCHEME) == "SIP Digest"
+    assert mar.value(cx.AVP_PUBLIC_IDENTITY) == "sip:alice@example.com"
+    digest_path = (cx.AVP_SIP_AUTH_DATA_ITEM, cx.AVP_SIP_DIGEST_AUTHENTICATE)
+    assert sha_answer.value(base.AVP_RESULT_CODE) == "2001"
+    assert sha_answer.value(*digest_path, sip_app.AVP_DIGEST_ALGORITHM) == "MD5"
+    assert sha_answer.value(*digest_path, sip_app.AVP_DIGEST_QOP) == "auth"
+    assert len(sha_answer.value(*digest_path, sip_app.AVP_DIGEST_HA1) or "") == 32
+    assert [a.code for a in sha_answer.avps if a.parents == digest_path] == [104, 111, 110, 121, 662, 663]
+    md5_answer = messages[5]
+    assert [a.code for a in md5_answer.avps if a.parents == digest_path] == [104, 111, 110, 121]
+    unknown = messages[7]
+    assert unknown.value(base.AVP_EXPERIMENTAL_RESULT, base.AVP_EXPERIMENTAL_RESULT_CODE) == "5001"
+    assert unknown.value(base.AVP_RESULT_CODE) is None
+    failed = messages[13]
+    assert failed.value(base.AVP_FAILED_AVP, cx.AVP_SERVER_NAME) is not None
+    flow_b = messages[15]
+    item, authenticate = sip_app.AVP_SIP_AUTH_DATA_ITEM, sip_app.AVP_SIP_AUTHENTICATE
+    assert [a.value for a in flow_b.find(item, sip_app.AVP_SIP_ITEM_NUMBER)] == ["1", "2"]
+    assert [a.value for a in flow_b.find(item, authenticate, sip_app.AVP_DIGEST_ALGORITHM)] == ["SHA-256", "MD5"]
+    assert [len(a.value or "") for a in flow_b.find(item, authenticate, sip_app.AVP_DIGEST_HA1)] == [64, 32]
