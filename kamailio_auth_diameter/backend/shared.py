@@ -22,7 +22,8 @@ class SharedTables(Protocol):
     def advance_nc(self, nonce: str, nc: int, lifetime: int) -> bool:
         """Record ``nc`` for ``nonce`` if it is above the last one recorded (atomically
         across workers); False, recording nothing, if it is not: a replay. The record is
-        kept ``lifetime`` seconds."""
+        kept ``lifetime`` seconds. HtableError if it cannot be recorded: the caller must
+        not accept the response then, or its replay would pass."""
 
     def get_ha1s(self, key: str) -> str | None:
         """The cached value for ``key``, or None (absent or expired)."""

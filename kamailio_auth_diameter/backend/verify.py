@@ -151,7 +151,12 @@ class VerifyBackend:
         if check is not Check.AUTHENTICATED:
             return self._challenge(ctx, proxy, "refused", ha1s)
         lifetime = max(1, nonces.expiry(screened.params["nonce"]) - int(nonces.clock()) + NC_GRACE)
-        if not tables.advance_nc(screened.params["nonce"], screened.nc, lifetime):
+        try:
+            fresh_count = tables.advance_nc(screened.params["nonce"], screened.nc, lifetime)
+        except HtableError as exc:
+            self._env.log(f"authorize: {exc}")
+            return outcome.SERVER_ERROR
+        if not fresh_count:
             note = f"replayed response for {username!r} (nc {screened.params['nc']} not above the last)"
             return self._challenge(ctx, proxy, "stale", ha1s, stale=True, note=note)
         return outcome.PASS

@@ -13,7 +13,7 @@ from typing import Any
 
 
 class HtableError(Exception):
-    """A table the settings name is missing from the cfg (or htable is not loaded)."""
+    """A table the settings name is missing from the cfg, or a count it could not record."""
 
 
 class KamailioTables:
@@ -39,7 +39,9 @@ class KamailioTables:
             last = sht.sht_get(table, nonce)
             if isinstance(last, int) and nc <= last:
                 return False
-            sht.sht_setxi(table, nonce, nc, lifetime)
+            if sht.sht_setxi(table, nonce, nc, lifetime) < 0:
+                # not recorded (shared memory full): accepting would let the next replay through
+                raise HtableError(f"htable {table!r} could not record a nonce-count (shared memory full?)")
             return True
         finally:
             sht.sht_unlock(table, nonce)

@@ -15,6 +15,7 @@ from kamailio_auth_diameter.backend.contract import Environment
 from kamailio_auth_diameter.backend.ha1_source import FAILED, UNKNOWN, Fetched
 from kamailio_auth_diameter.backend.shared import MemoryTables
 from kamailio_auth_diameter.backend.verify import VerifyBackend, read_secret
+from kamailio_auth_diameter.kamailio.htable import HtableError
 from kamailio_auth_diameter.settings import SettingsError
 from kamailio_auth_diameter.sip.credentials import parse_credentials
 from kamailio_auth_diameter.sip.uri import parse_uri
@@ -241,3 +242,16 @@ def test_the_secret_file_is_required_long_and_private(tmp_path: Path) -> None:
         read_secret(str(short))
     short.chmod(0o600)
     assert read_secret(str(short)) == b"x" * 32
+
+
+def test_a_nonce_count_that_cannot_be_recorded_is_500_not_a_pass(world, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Shared memory full: accepting the response would let its replay through later."""
+    b, _, _, logs = world
+
+    def full(nonce: str, nc: int, lifetime: int) -> bool:
+        raise HtableError("htable 'authdia_nc' could not record a nonce-count (shared memory full?)")
+
+    c = b.authorize(ctx(), False, 1, 0.0)
+    monkeypatch.setattr(b._tables, "advance_nc", full)
+    assert b.authorize(ctx(answer(c)), False, 2, 0.0) is outcome.SERVER_ERROR
+    assert "could not record" in logs[-1]
