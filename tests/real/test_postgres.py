@@ -115,7 +115,10 @@ def test_cli_manages_users_and_groups_with_sqlite_messages(
     ok("user", "add", "erin", REALM, "-", stdin="pw2\n")
     assert ok("user", "list") == f"dave\t{REALM}\nerin\t{REALM}\n"
     assert store.user_hashes("erin", REALM) == UserHashes(
-        digest.ha1("erin", REALM, "pw2"), digest.ha1(f"erin@{REALM}", REALM, "pw2")
+        digest.ha1("erin", REALM, "pw2"),
+        digest.ha1(f"erin@{REALM}", REALM, "pw2"),
+        ha1_sha256=digest.ha1("erin", REALM, "pw2", "SHA-256"),
+        ha1b_sha256=digest.ha1(f"erin@{REALM}", REALM, "pw2", "SHA-256"),
     )
     ok("user", "del", "dave", REALM)
     assert refused("user", "del", "dave", REALM) == f"error: no user 'dave' in realm '{REALM}'\n"
