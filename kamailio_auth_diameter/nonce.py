@@ -45,9 +45,11 @@ class NonceFactory:
         msg = f"{head}|{realm}".encode("utf-8", "replace")
         return hmac.new(self._secret, msg, hashlib.sha256).hexdigest()[:32]
 
-    def make(self, realm: str) -> str:
+    def make(self, realm: str, salt: str | None = None) -> str:
+        """``salt``: 8 lower-case hex characters the caller chose (the plugin puts its
+        instance and a replay-guard slot there); random when not given."""
         expiry = (int(self.clock()) + self._lifetime) & 0xFFFFFFFF
-        head = f"{expiry:08x}{os.urandom(4).hex()}"
+        head = f"{expiry:08x}{salt if salt is not None else os.urandom(4).hex()}"
         return head + self._mac(head, realm)
 
     @staticmethod

@@ -23,7 +23,9 @@ class Environment:
     backends that keep state in Kamailio's shared memory (None in unit tests that give
     such a backend its tables directly), ``events`` what the connections and exchanges
     report for Kamailio's statistics (metrics.Recorder.event: a metrics event name, or
-    any counter name the cfg declares, and for metrics.ANSWER the round-trip time).
+    any counter name the cfg declares, and for metrics.ANSWER the round-trip time),
+    ``instance`` four hex digits naming this Kamailio (all its workers) in the nonces it
+    makes, chosen before it forks ("" where there is one process: one is made up).
     """
 
     clock: Callable[[], float]
@@ -32,6 +34,7 @@ class Environment:
     rank: int | None = None
     ksr: Any = None
     events: Events = no_events
+    instance: str = ""
 
 
 class Backend(Protocol):

@@ -24,6 +24,7 @@ makes the proxy send a Diameter message.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 
@@ -37,7 +38,7 @@ from ..outcome import Outcome
 from ..settings import Settings, SettingsError
 from .contract import Environment
 from .ha1_source import Fetched, Ha1Source
-from .shared import SharedTables, cache_key, decode_ha1s, encode_ha1s
+from .shared import IDENT_LEN, SharedTables, cache_key, decode_ha1s, encode_ha1s
 
 MIN_SECRET = 32  # bytes: the nonce secret is an HMAC-SHA256 key
 NC_GRACE = 5  # s the replay guard keeps a nonce's count past its expiry (our clock judges both)
@@ -74,6 +75,7 @@ class VerifyBackend:
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self._env = env
+        self._instance = env.instance or os.urandom(2).hex()  # in our nonces: whose slots hold their counts
         self._wall_clock = wall_clock  # nonce expiry: hosts sharing the secret agree on wall-clock time
         self._source = source
         self._given_tables = tables  # unit tests and the check tool; Kamailio's htable otherwise
@@ -150,14 +152,18 @@ class VerifyBackend:
             return self._challenge(ctx, proxy, "stale", ha1s, stale=True)
         if check is not Check.AUTHENTICATED:
             return self._challenge(ctx, proxy, "refused", ha1s)
-        lifetime = max(1, nonces.expiry(screened.params["nonce"]) - int(nonces.clock()) + NC_GRACE)
+        nonce = screened.params["nonce"]
+        lifetime = max(1, nonces.expiry(nonce) - int(nonces.clock()) + NC_GRACE)
+        ours = nonce[8:12] == self._instance
+        key = f"s{nonce[12:16]}" if ours else nonce
         try:
-            fresh_count = tables.advance_nc(screened.params["nonce"], screened.nc, lifetime)
+            fresh_count = tables.advance_nc(key, nonce[16 : 16 + IDENT_LEN], screened.nc, lifetime, ours)
         except HtableError as exc:
             self._env.log(f"authorize: {exc}")
             return outcome.SERVER_ERROR
         if not fresh_count:
-            note = f"replayed response for {username!r} (nc {screened.params['nc']} not above the last)"
+            why = "not above the last, or its nonce's slot was taken over"
+            note = f"replayed response for {username!r} (nc {screened.params['nc']} {why})"
             return self._challenge(ctx, proxy, "stale", ha1s, stale=True, note=note)
         return outcome.PASS
 
@@ -188,16 +194,25 @@ class VerifyBackend:
         stale: bool = False,
         note: str = "",
     ) -> Outcome:
-        """401/407 with one header per algorithm, fresh nonces; ``ha1s`` (the user's,
-        when known) narrows the algorithms to those the server has an HA1 for."""
+        """401/407 with one header per algorithm, all with one fresh nonce that claims
+        its replay-guard slot (see shared.py); ``ha1s`` (the user's, when known) narrows
+        the algorithms to those the server has an HA1 for."""
         nonces = self._nonces
         assert nonces is not None
+        tables = self._tables
+        assert tables is not None
         offered = [a for a in self._algorithms if ha1s is None or a in ha1s] or list(self._algorithms)
+        slot = os.urandom(2).hex()  # not random.*: forked workers would share its sequence
+        nonce = nonces.make(ctx.realm, self._instance + slot)
+        try:
+            tables.claim(f"s{slot}", nonce[16 : 16 + IDENT_LEN], self._lifetime + NC_GRACE)
+        except HtableError as exc:
+            self._env.log(f"authorize: {exc}")
+            return outcome.SERVER_ERROR
         name = "Proxy-Authenticate" if proxy else "WWW-Authenticate"
         tail = ", stale=true" if stale else ""
         header = "".join(
-            f'{name}: Digest realm="{ctx.realm}", nonce="{nonces.make(ctx.realm)}", qop="auth", '
-            f"algorithm={algorithm}{tail}\r\n"
+            f'{name}: Digest realm="{ctx.realm}", nonce="{nonce}", qop="auth", algorithm={algorithm}{tail}\r\n'
             for algorithm in offered
         )
         if proxy:

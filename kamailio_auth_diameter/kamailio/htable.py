@@ -3,13 +3,16 @@
 Both tables must be declared in the cfg with ``autoexpire`` > 0: on Kamailio 5.6 a
 per-item expiry is ignored in a table without it. Kamailio 5.6.3 also loses an item's
 expiry when a string is replaced by a longer one, so a cache entry is removed before
-it is set again. ``sht_setxi`` returns 0 on success where other setters return 1: its
-result is not tested.
+it is set again, and a nonce-count record always has the same length. ``sht_setxi``
+returns 0 on success where the other setters return 1: only a negative result is an
+error.
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+from ..backend.shared import NC_LEN, last_count
 
 
 class HtableError(Exception):
@@ -32,19 +35,23 @@ class KamailioTables:
                     f'htable {name!r} is not declared: modparam("htable", "htable", "{name}=>size=14;autoexpire=600")'
                 )
 
-    def advance_nc(self, nonce: str, nc: int, lifetime: int) -> bool:
+    def claim(self, key: str, ident: str, lifetime: int) -> None:
+        if self._sht.sht_setxs(self._nc, key, ident + "0" * NC_LEN, lifetime) < 0:
+            raise HtableError(f"htable {self._nc!r} could not record a nonce (shared memory full?)")
+
+    def advance_nc(self, key: str, ident: str, nc: int, lifetime: int, claimed: bool) -> bool:
         sht, table = self._sht, self._nc
-        sht.sht_lock(table, nonce)
+        sht.sht_lock(table, key)
         try:
-            last = sht.sht_get(table, nonce)
-            if isinstance(last, int) and nc <= last:
+            last = last_count(sht.sht_get(table, key), ident, claimed)
+            if last is None or nc <= last:
                 return False
-            if sht.sht_setxi(table, nonce, nc, lifetime) < 0:
+            if sht.sht_setxs(table, key, ident + f"{nc:0{NC_LEN}x}", lifetime) < 0:
                 # not recorded (shared memory full): accepting would let the next replay through
                 raise HtableError(f"htable {table!r} could not record a nonce-count (shared memory full?)")
             return True
         finally:
-            sht.sht_unlock(table, nonce)
+            sht.sht_unlock(table, key)
 
     def get_ha1s(self, key: str) -> str | None:
         value = self._sht.sht_get(self._ha1, key)

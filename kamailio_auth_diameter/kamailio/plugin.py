@@ -37,9 +37,15 @@ class AuthDiameter:
         self._clock = clock
         # every outcome and Diameter event counted in Kamailio's statistics (kamailio/stats.py)
         self.metrics = metrics.Recorder(KsrStatistics(ksr, self._error))
-        # host_name: this machine's FQDN, found at start-up: no DNS in a request
+        # host_name: this machine's FQDN, found at start-up: no DNS in a request; instance: made
+        # here, before Kamailio forks, so that the nonces of every worker name the same one
         self._env = backend.Environment(
-            clock=clock, log=self._error, host_name=host_name, ksr=ksr, events=self.metrics.event
+            clock=clock,
+            log=self._error,
+            host_name=host_name,
+            ksr=ksr,
+            events=self.metrics.event,
+            instance=os.urandom(2).hex(),
         )
         self._backend: backend.Backend | None = None
         self._protocol = ""  # the mode of self._backend

@@ -248,10 +248,42 @@ def test_a_nonce_count_that_cannot_be_recorded_is_500_not_a_pass(world, monkeypa
     """Shared memory full: accepting the response would let its replay through later."""
     b, _, _, logs = world
 
-    def full(nonce: str, nc: int, lifetime: int) -> bool:
+    def full(key: str, ident: str, nc: int, lifetime: int, claimed: bool) -> bool:
         raise HtableError("htable 'authdia_nc' could not record a nonce-count (shared memory full?)")
 
     c = b.authorize(ctx(), False, 1, 0.0)
     monkeypatch.setattr(b._tables, "advance_nc", full)
     assert b.authorize(ctx(answer(c)), False, 2, 0.0) is outcome.SERVER_ERROR
     assert "could not record" in logs[-1]
+
+
+def test_a_nonce_whose_slot_another_nonce_took_is_stale_never_accepted(world) -> None:
+    """The replay guard is bounded: a newer nonce may take an older one's slot, and then
+    the older one cannot be told used or unused, so it is refused as stale."""
+    b, _, _, _ = world
+    c = b.authorize(ctx(), False, 1, 0.0)
+    nonce = challenge_params(c)[0]["nonce"]
+    b._tables.claim(f"s{nonce[12:16]}", "f" * 16, 60)  # as a later challenge landing on the same slot
+    o = b.authorize(ctx(answer(c)), False, 2, 0.0)
+    assert (o.code, o.label) == (401, "stale") and "stale=true" in o.header
+    assert b.authorize(ctx(answer(o)), False, 3, 0.0) is outcome.PASS
+
+
+def test_our_nonces_count_in_slots_and_the_table_stays_bounded(world) -> None:
+    b, _, _, _ = world
+    for i in range(300):
+        c = b.authorize(ctx(), False, 2 * i, 0.0)
+        assert b.authorize(ctx(answer(c)), False, 2 * i + 1, 0.0) is outcome.PASS
+    keys = list(b._tables._nc)
+    assert all(re.fullmatch(r"s[0-9a-f]{4}", k) for k in keys) and len(keys) <= 300
+
+
+def test_a_nonce_of_another_kamailio_with_the_same_secret_is_accepted_once(world, secret: str) -> None:
+    b, source, clock, _ = world
+    other = VerifyBackend(Environment(clock=clock, log=print, instance="beef"), source, MemoryTables(clock), clock)
+    other.configure(settings.parse({"protocol": "cx", "nonce_secret_file": secret}), 0.0)
+    c = other.authorize(ctx(), False, 1, 0.0)
+    cred = answer(c)
+    assert b.authorize(ctx(cred), False, 2, 0.0) is outcome.PASS
+    assert b.authorize(ctx(cred), False, 3, 0.0).label == "stale"
+    assert b.authorize(ctx(answer(c, nc=2)), False, 4, 0.0) is outcome.PASS
