@@ -37,13 +37,23 @@ class NonceFactory:
             raise ValueError("nonce secret must be at least 16 bytes")
         if lifetime <= 0:
             raise ValueError("nonce lifetime must be positive")
-        self._secret = secret
         self._lifetime = lifetime
+        # HMAC-SHA256 (RFC 2104) with the key's inner and outer pads hashed once: each nonce
+        # then costs two hash copies, about a third of what hmac.new() costs per call (a
+        # worker makes or checks a nonce on every request). Tested equal to hmac.digest.
+        if len(secret) > 64:
+            secret = hashlib.sha256(secret).digest()
+        key = secret.ljust(64, b"\0")
+        self._inner = hashlib.sha256(bytes(b ^ 0x36 for b in key))
+        self._outer = hashlib.sha256(bytes(b ^ 0x5C for b in key))
         self.clock = clock  # wall-clock time; what shares the nonces' state keeps time by it too
 
     def _mac(self, head: str, realm: str) -> str:
-        msg = f"{head}|{realm}".encode("utf-8", "replace")
-        return hmac.new(self._secret, msg, hashlib.sha256).hexdigest()[:32]
+        inner = self._inner.copy()
+        inner.update(f"{head}|{realm}".encode("utf-8", "replace"))
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return outer.digest()[:16].hex()
 
     def make(self, realm: str, salt: str | None = None) -> str:
         """``salt``: 8 lower-case hex characters the caller chose (the plugin puts its

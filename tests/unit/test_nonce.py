@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 import re
 
 import pytest
@@ -126,3 +127,12 @@ def test_sixteen_byte_secret_accepted() -> None:
 def test_non_positive_lifetime_rejected(lifetime: int) -> None:
     with pytest.raises(ValueError):
         NonceFactory(SECRET, lifetime=lifetime)
+
+
+@pytest.mark.parametrize("secret", [b"k" * 16, b"k" * 64, b"k" * 65, bytes(range(200))])
+def test_the_mac_is_hmac_sha256_of_expiry_salt_and_realm(secret: bytes) -> None:
+    """The precomputed pads must give exactly RFC 2104's HMAC, for keys of every length."""
+    nonce = NonceFactory(secret, 300).make("example.com", "0badc0de")
+    head = nonce[:16]
+    assert head[8:] == "0badc0de"
+    assert nonce[16:] == hmac.digest(secret, f"{head}|example.com".encode(), "sha256")[:16].hex()
