@@ -132,9 +132,10 @@ SPECS: tuple[Spec, ...] = (
     Spec(
         "digest_algorithms",
         "algorithms",
-        "SHA-256,MD5",
-        help="rfc4740-ha1, cx: the algorithms challenges offer, one WWW-/Proxy-Authenticate each, in this order "
-        "(SHA-256, MD5); only those the server has an HA1 for once the user is known",
+        "MD5",
+        help="rfc4740-ha1, cx: the algorithms challenges offer, one WWW-/Proxy-Authenticate each, in this order, "
+        'e.g. "SHA-256,MD5" (RFC 8760) where every UA takes the first algorithm it knows; only those the server '
+        "has an HA1 for once the user is known",
     ),
     Spec("nc_table", "table", "authdia_nc", help="rfc4740-ha1, cx: htable of each nonce's last nonce-count"),
     Spec("ha1_table", "table", "authdia_ha1", help="rfc4740-ha1, cx: htable caching the HA1s"),

@@ -50,7 +50,7 @@ def test_defaults() -> None:
         nonce_secret_file="",
         nonce_lifetime=300,
         ha1_cache_ttl=600,
-        digest_algorithms="SHA-256,MD5",
+        digest_algorithms="MD5",
         nc_table="authdia_nc",
         ha1_table="authdia_ha1",
         server_name="",
