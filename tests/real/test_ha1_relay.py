@@ -33,8 +33,8 @@ from kamailio_auth_diameter.wire import base, cx, sip_app
 from kamailio_auth_diameter.wire.base import Identity
 from tests import netns
 from tests.freediameter import FreeDiameter
-from tests.harness import ROOT, ReferenceServer, free_port
-from tests.real.conftest import make_server
+from tests.harness import ROOT, ReferenceServer, example_kamailio, free_port
+from tests.real.conftest import make_server, run
 
 REALM = "example.com"
 WORKER = Identity("w1.proxy.example.com", "proxy.example.com")
@@ -151,3 +151,41 @@ if netns.inside():
         finally:
             w.close()
             w4740.close()
+
+    @pytest.mark.parametrize("mode", ["rfc4740-ha1", "cx"])
+    def test_kamailio_verifies_through_the_relay(
+        relay: FreeDiameter, trusting: ReferenceServer, mode: str, tmp_path_factory: pytest.TempPathFactory
+    ) -> None:
+        """The whole path: sipp -> Kamailio (the example cfg, verifying) -> freeDiameterd ->
+        the server. A cached user's next REGISTERs pass without a message to the relay."""
+        secret = tmp_path_factory.mktemp("secret") / "nonce.key"
+        secret.write_text("s" * 48)
+        secret.chmod(0o600)
+        k = example_kamailio(
+            tmp_path_factory.mktemp(f"kamailio-{mode}"),
+            trusting.port,
+            children=2,
+            DIAMETER_PROTOCOL=f'"{mode}"',
+            DIAMETER_PEERS=f'"127.0.0.1:{relay.port}"',
+            ORIGIN_HOST='"proxy.example.com"',
+            ORIGIN_REALM='"proxy.example.com"',
+            DESTINATION_REALM=f'"{REALM}"',
+            NONCE_SECRET_FILE=f'"{secret}"',
+        )
+        k.start()
+        try:
+            run(k, tmp_path_factory.mktemp(f"sipp-{mode}"), "register_auth", auth_user="alice", password="secret")
+            before = len(re.findall(r"command (?:286|303) from", trusting.log_path.read_text(errors="replace")))
+            run(
+                k,
+                tmp_path_factory.mktemp(f"sipp2-{mode}"),
+                "register_auth",
+                auth_user="alice",
+                password="secret",
+                calls=3,
+            )
+            after = len(re.findall(r"command (?:286|303) from", trusting.log_path.read_text(errors="replace")))
+            assert after == before
+        finally:
+            k.stop()
+            k.assert_no_crash()
