@@ -17,15 +17,18 @@ from .cx_source import CxSource
 from .ha1_source import Rfc4740Ha1Source
 from .legacy import LegacyBackend
 from .rfc4740 import Rfc4740Backend
+from .shared import SharedTables
 from .verify import VerifyBackend, read_secret
 
 __all__ = ["BACKENDS", "Backend", "Environment", "check_at_startup", "choose", "needs_host_name"]
 
-BACKENDS: dict[str, Callable[[Environment], Backend]] = {
-    "legacy": LegacyBackend,
-    "rfc4740": Rfc4740Backend,
-    "rfc4740-ha1": lambda env: VerifyBackend(env, Rfc4740Ha1Source(env)),
-    "cx": lambda env: VerifyBackend(env, CxSource(env)),
+# Each factory takes the worker's Environment and, for the verifying modes, the tables
+# they keep their nonce counts and HA1 cache in (None: Kamailio's htables).
+BACKENDS: dict[str, Callable[[Environment, SharedTables | None], Backend]] = {
+    "legacy": lambda env, tables: LegacyBackend(env),
+    "rfc4740": lambda env, tables: Rfc4740Backend(env),
+    "rfc4740-ha1": lambda env, tables: VerifyBackend(env, Rfc4740Ha1Source(env), tables),
+    "cx": lambda env, tables: VerifyBackend(env, CxSource(env), tables),
 }
 VERIFYING = frozenset({"rfc4740-ha1", "cx"})  # the proxy checks digests itself
 # The modes that are RFC 6733 peers, named on the wire by an Origin-Host whose default
@@ -33,9 +36,11 @@ VERIFYING = frozenset({"rfc4740-ha1", "cx"})  # the proxy checks digests itself
 NAMED = frozenset({"rfc4740"}) | VERIFYING
 
 
-def choose(protocol: str, env: Environment) -> Backend:
-    """The backend for a ``protocol`` value (settings.py validates the names)."""
-    return BACKENDS[protocol](env)
+def choose(protocol: str, env: Environment, tables: SharedTables | None = None) -> Backend:
+    """The backend for a ``protocol`` value (settings.py validates the names). ``tables``:
+    where a verifying mode keeps what Kamailio's workers share, for a process outside
+    Kamailio (the check tool gives shared.MemoryTables); the other modes keep nothing."""
+    return BACKENDS[protocol](env, tables)
 
 
 def needs_host_name(protocol: str) -> bool:
