@@ -155,7 +155,7 @@ def _password(args: argparse.Namespace) -> str:
 def _server_settings(args: argparse.Namespace, scratch: str) -> dict[str, object]:
     """The plugin's settings for the check: --set's, then the options' own. Without
     --nonce-secret-file a verifying mode gets a random secret in ``scratch``."""
-    (peer,) = _one_peer(args.server)
+    peer = _one_peer(args.server)
     raw: dict[str, object] = {}
     for item in args.set:
         name, eq, value = item.partition("=")
@@ -180,14 +180,14 @@ def _server_settings(args: argparse.Namespace, scratch: str) -> dict[str, object
     return raw
 
 
-def _one_peer(text: str) -> tuple[settings.PeerAddress]:
+def _one_peer(text: str) -> settings.PeerAddress:
     try:
         peers = settings.parse_peers(text, settings.DIAMETER_PORT, "--server")
     except settings.SettingsError as exc:
         raise UsageError(str(exc)) from None
     if len(peers) != 1:
         raise UsageError(f"--server {text!r}: one server")
-    return (peers[0],)
+    return peers[0]
 
 
 def _run_server_check(args: argparse.Namespace, s: settings.Settings, probe: servercheck.Probe, password: str) -> int:

@@ -65,7 +65,8 @@ class Probe:
 
     @property
     def identity(self) -> str:
-        return f"sip:{self.user}@{self.realm}"
+        """From and To: the user's own address (a digest username ``alice@realm`` is alice's)."""
+        return f"sip:{self.user.partition('@')[0]}@{self.realm}"
 
     @property
     def ruri(self) -> str:

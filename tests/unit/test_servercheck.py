@@ -388,3 +388,11 @@ def test_a_verifying_mode_gets_a_secret_of_its_own_that_is_gone_afterwards(
     assert "Origin-Host p" in out and ".c.example, Origin-Realm example, Destination-Realm example" in out
     assert "    challenged (return -5)" in out  # our own challenge: no server needed for it
     assert sorted(os.listdir(tmp_path)) == ["pw"]
+
+
+def test_a_username_with_a_domain_is_the_user_of_that_address() -> None:
+    probe = Probe("alice@example.com", "example.com")
+    assert probe.identity == "sip:alice@example.com"
+    _, _, backend = run([(challenge(), [], []), (outcome.PASS, [], [])], probe)
+    cred = backend.asked[1].credentials
+    assert cred is not None and cred.username == "alice@example.com"
