@@ -52,7 +52,8 @@ ROOT = Path(__file__).resolve().parent.parent
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
 
-from tests import harness as h  # noqa: E402 - needs ROOT on sys.path
+from bench import chart  # noqa: E402 - needs ROOT on sys.path
+from tests import harness as h  # noqa: E402
 from tests import netns  # noqa: E402
 from tests.freediameter import FreeDiameter  # noqa: E402
 
@@ -173,12 +174,41 @@ class Drive:
     rc: list[int] = field(default_factory=list)
 
 
+def add_users(db: Path, count: int) -> None:
+    """``count`` users (u000000 ...) with their MD5 hashes, in one transaction: the CLI
+    would take minutes; the hashes are what ``user add`` stores."""
+    from kamailio_auth_diameter import digest
+    from kamailio_auth_diameter.server.store import open_store
+
+    store = open_store(str(db))
+    with store.transaction():
+        for i in range(count):
+            user = f"u{i:06d}"
+            ha1 = digest.ha1(user, DOMAIN, f"pw{i}")
+            store.add_user_hashes(user, DOMAIN, ha1, digest.ha1(f"{user}@{DOMAIN}", DOMAIN, f"pw{i}"), replace=True)
+
+
+def write_users_file(path: Path, first: int, calls: int, users: int) -> Path:
+    """sipp's injection file for tests/sipp/register_users.xml: ``calls`` users in turn
+    from the ``first``-th, wrapping at ``users``. Each sipp run starts at its file's
+    first line, so each run gets the file of its own range."""
+    ids = ((first + n) % users for n in range(calls))
+    lines = (f"u{i:06d};[authentication username=u{i:06d} password=pw{i}]\n" for i in ids)
+    path.write_text("SEQUENTIAL\n" + "".join(lines))
+    return path
+
+
 def drive(port: int, calls: int, run_dir: Path, args: argparse.Namespace, limit: int) -> Drive:
     """One sipp run of `calls` flows at saturation; sipp's CPU from its rusage."""
     stat = run_dir / "stat.csv"
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    users: tuple[str, ...] = ()
+    if args.users:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        users = ("-inf", str(write_users_file(run_dir / "users.csv", args.next_user, calls, args.users)))
+        args.next_user = (args.next_user + calls) % args.users
     r = h.sipp(
-        "register_auth",
+        "register_users" if args.users else "register_auth",
         port,
         run_dir=run_dir,
         user=USER,
@@ -189,7 +219,7 @@ def drive(port: int, calls: int, run_dir: Path, args: argparse.Namespace, limit:
         rate=args.rate,
         extra=(
             "-rp", "1000", "-l", str(limit), "-buff_size", str(args.buff_size),
-            "-trace_stat", "-stf", str(stat), "-fd", "3600",
+            "-trace_stat", "-stf", str(stat), "-fd", "3600", *users,
         ),
         timeout=60 + calls / 200,
     )
@@ -295,6 +325,7 @@ def run_mode(mode: str, nproc: int, args: argparse.Namespace, work: Path, ceilin
         extra += ["-M", str(pkg_mb)]
     limit = args.limit or (500 if mode == "noauth" else 200)
     res = Result(mode, label, nproc if uses_server else 0, pkg_mb or 8, sipp_limit=limit)
+    args.next_user = 0
 
     things: list = []
     server = None
@@ -312,6 +343,8 @@ def run_mode(mode: str, nproc: int, args: argparse.Namespace, work: Path, ceilin
             diameter_port=h.free_port() if rfc4740 else None,
         )
         server.add_user(USER, DOMAIN, PASSWORD)
+        if args.users:
+            add_users(Path(server.db), args.users)
         defines |= {"DIAMETER_HOST": '"127.0.0.1"', "DIAMETER_PORT": str(server.port)}
         things.append(server)
         if rfc4740:
@@ -556,12 +589,27 @@ def main(argv: list[str] | None = None) -> int:
         "--samples", type=int, help="sipp runs per mode, memory sampled after each (default 1; 5 with --memory)"
     )
     p.add_argument("--memory", action="store_true", help="long run for the memory figure")
+    p.add_argument(
+        "--users",
+        type=int,
+        default=0,
+        help="flows cycle through this many distinct users, all in the server's database (default 0: alice)",
+    )
     p.add_argument("--c-pkg-mb", type=int, default=0, help="-M for the C module (default: enough for its leak)")
     p.add_argument("--pkg-mb", type=int, default=0, help="-M for the other modes (default: Kamailio's 8)")
     p.add_argument("--handler", help="plugin mode: load this app_python3 file instead (bench/profile_handler.py)")
     p.add_argument("--work-dir", help="keep logs here (default: a temporary directory, removed)")
     p.add_argument("--json", help="also write the results to this JSON file")
+    p.add_argument(
+        "--chart",
+        help="also draw flows/s and Kamailio CPU per flow of each mode in this PNG (default: --json's name, .png; "
+        f"needs matplotlib: {chart.INSTALL})",
+    )
+    p.add_argument("--chart-from", metavar="JSON", help="only draw the chart of an earlier run's --json file")
     args = p.parse_args(argv)
+    if args.chart_from:
+        source = Path(args.chart_from)
+        return 0 if write_chart(json.loads(source.read_text()), Path(args.chart or source.with_suffix(".png"))) else 1
     args.flows = args.flows or (100_000 if args.memory else 0)
     args.samples = max(1, args.samples or (5 if args.memory else 1))
     modes = (args.modes or (STANDARD_MODES if args.standard else "plugin" if args.memory else "noauth,c,plugin")).split(
@@ -592,6 +640,7 @@ def main(argv: list[str] | None = None) -> int:
             work.mkdir(parents=True, exist_ok=True)
         else:
             work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="auth-diameter-bench-")))
+        args.next_user = 0  # --users: where the next sipp run's users start
         results: list[Result] = []
         ceiling = 20000.0  # flows/s no mode exceeds here; replaced by the no-auth rate once known
         for m in modes:
@@ -619,14 +668,27 @@ def main(argv: list[str] | None = None) -> int:
             notes.append(f"logged 'credentials with given realm not found' {r.no_credentials_logged:,} times")
         if notes:
             print(f"{r.label}: " + "; ".join(notes))
+    data = {
+        "machine": info,
+        "args": vars(args),
+        "results": [asdict(r) | {"flows_per_s": r.rate} for r in results],
+    }
     if args.json:
-        data = {
-            "machine": info,
-            "args": vars(args),
-            "results": [asdict(r) | {"flows_per_s": r.rate} for r in results],
-        }
         Path(args.json).write_text(json.dumps(data, indent=2) + "\n")
+    if args.chart or args.json:
+        write_chart(data, Path(args.chart or Path(args.json).with_suffix(".png")))
     return 0
+
+
+def write_chart(data: dict, path: Path) -> bool:
+    """The chart of a run's JSON data in ``path``; False, saying how to get matplotlib, without it."""
+    try:
+        chart.draw(data, path)
+    except chart.MissingMatplotlib as exc:
+        print(exc, file=sys.stderr)
+        return False
+    print(f"chart: {path}")
+    return True
 
 
 if __name__ == "__main__":

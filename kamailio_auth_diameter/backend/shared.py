@@ -5,7 +5,7 @@ another worker must be refused too) and the HA1 cache (so that a REGISTER or INV
 of a user seen within the TTL needs no Diameter round trip).
 
 The replay guard is bounded: a nonce this Kamailio makes claims one of
-:data:`SLOTS` slots (named in the nonce) when it is sent, and its count lives there,
+:data:`SLOTS` slots (named in the nonce, taken in turn) when it is sent, and its count lives there,
 as ``<ident><nc>`` (16 + 8 hex). A newer nonce may take the slot over; the older one
 is then refused as stale (the UA retries with a fresh nonce, no password asked),
 never accepted, since whether it was used can no longer be told. So the table never
@@ -26,12 +26,17 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Protocol
 
-SLOTS = 0x10000  # the replay guard's slots for our own nonces: four hex digits in the nonce, made at random
+SLOTS = 0x10000  # the replay guard's slots for our own nonces: four hex digits in the nonce
 IDENT_LEN = 16  # hex characters of the nonce (from its HMAC) that a slot keeps to know it
 NC_LEN = 8
 
 
 class SharedTables(Protocol):
+    def next_slot(self) -> int:
+        """The next slot, in turn across all workers: a slot comes round again only after
+        SLOTS other challenges (13 s at 5,000 a second), so a nonce loses its slot only if
+        its answer takes longer than that."""
+
     def claim(self, key: str, ident: str, lifetime: int) -> None:
         """A nonce we just sent takes slot ``key``, with no count used yet, for
         ``lifetime`` seconds, replacing whatever nonce held it. HtableError if it cannot."""
@@ -88,7 +93,12 @@ class MemoryTables:
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
         self._nc: dict[str, tuple[str, float]] = {}
+        self._next = 0
         self._ha1: dict[str, tuple[str, float]] = {}
+
+    def next_slot(self) -> int:
+        self._next = (self._next + 1) % SLOTS
+        return self._next
 
     def claim(self, key: str, ident: str, lifetime: int) -> None:
         self._nc[key] = (ident + "0" * NC_LEN, self._clock() + lifetime)

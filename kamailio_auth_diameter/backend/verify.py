@@ -202,7 +202,7 @@ class VerifyBackend:
         tables = self._tables
         assert tables is not None
         offered = [a for a in self._algorithms if ha1s is None or a in ha1s] or list(self._algorithms)
-        slot = os.urandom(2).hex()  # not random.*: forked workers would share its sequence
+        slot = f"{tables.next_slot():04x}"
         nonce = nonces.make(ctx.realm, self._instance + slot)
         try:
             tables.claim(f"s{slot}", nonce[16 : 16 + IDENT_LEN], self._lifetime + NC_GRACE)

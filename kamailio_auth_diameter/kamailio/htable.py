@@ -10,9 +10,12 @@ error.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
-from ..backend.shared import NC_LEN, last_count
+from ..backend.shared import NC_LEN, SLOTS, last_count
+
+_COUNTER = "\tnext"  # the slot counter's key in the nonce-count table (slots are "s<hex>")
 
 
 class HtableError(Exception):
@@ -34,6 +37,16 @@ class KamailioTables:
                 raise HtableError(
                     f'htable {name!r} is not declared: modparam("htable", "htable", "{name}=>size=14;autoexpire=600")'
                 )
+
+    def next_slot(self) -> int:
+        """An atomic counter in the nonce-count table (``sht_inc``); -255 means it is not
+        there yet (or expired when no challenge went out for autoexpire seconds): start it
+        anywhere, as two workers doing so at once only costs a few early slots."""
+        n = self._sht.sht_inc(self._nc, _COUNTER)
+        if not isinstance(n, int) or n < 0:
+            n = int.from_bytes(os.urandom(2), "big")
+            self._sht.sht_setxi(self._nc, _COUNTER, n, 86400)
+        return n % SLOTS
 
     def claim(self, key: str, ident: str, lifetime: int) -> None:
         if self._sht.sht_setxs(self._nc, key, ident + "0" * NC_LEN, lifetime) < 0:

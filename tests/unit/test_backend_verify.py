@@ -74,7 +74,10 @@ def world(secret: str):
     tables = MemoryTables(clock)
     env = Environment(clock=clock, log=logs.append)
     b = VerifyBackend(env, source, tables, clock)
-    b.configure(settings.parse({"protocol": "rfc4740-ha1", "nonce_secret_file": secret}), 0.0)
+    b.configure(
+        settings.parse({"protocol": "rfc4740-ha1", "nonce_secret_file": secret, "digest_algorithms": "SHA-256,MD5"}),
+        0.0,
+    )
     return b, source, clock, logs
 
 
@@ -287,3 +290,13 @@ def test_a_nonce_of_another_kamailio_with_the_same_secret_is_accepted_once(world
     assert b.authorize(ctx(cred), False, 2, 0.0) is outcome.PASS
     assert b.authorize(ctx(cred), False, 3, 0.0).label == "stale"
     assert b.authorize(ctx(answer(c, nc=2)), False, 4, 0.0) is outcome.PASS
+
+
+def test_slots_are_taken_in_turn_so_a_fresh_nonce_keeps_its_own(world) -> None:
+    """Many challenges between a challenge and its answer (other UAs) do not take its slot
+    until SLOTS of them went out."""
+    b, _, _, _ = world
+    c = b.authorize(ctx(), False, 1, 0.0)
+    slots = {challenge_params(b.authorize(ctx(), False, 2 + i, 0.0))[0]["nonce"][12:16] for i in range(2000)}
+    assert len(slots) == 2000  # at random, 2,000 of 65,536 would almost surely repeat one
+    assert b.authorize(ctx(answer(c)), False, 5000, 0.0) is outcome.PASS
