@@ -48,13 +48,26 @@ def bars(data: dict) -> list[Bar]:
     return out
 
 
+def other_load(data: dict) -> float:
+    """The most CPU (% of one core) that processes other than Kamailio, the server and sipp
+    used during any mode's run: on a shared machine, how far to trust the ratios."""
+    loads = [
+        max(0.0, r["machine_busy_us"] - r["kam_cpu_us"] - r["srv_cpu_us"] - r["sipp_cpu_us"]) / 1e4 / r["seconds"]
+        for r in data["results"]
+        if r["seconds"]
+    ]
+    return max(loads, default=0.0)
+
+
 def title(data: dict) -> str:
     m, a = data["machine"], data["args"]
     kamailio = m["kamailio"].removeprefix("version: ").split(" (")[0]
-    return (
+    text = (
         f"{m['date'][:16].replace('T', ' ')}, {m['nproc']} x {m['cpu']}, {kamailio}, "
         f"children={a['children']}, sipp REGISTER flows at saturation"
     )
+    other = other_load(data)
+    return text + (f"\nother processes used up to {other:.0f} % CPU meanwhile" if other > 10 else "")
 
 
 def draw(data: dict, path: Path) -> None:
@@ -64,7 +77,7 @@ def draw(data: dict, path: Path) -> None:
     except ImportError:
         raise MissingMatplotlib(f"no chart: matplotlib is not installed ({INSTALL})") from None
     matplotlib.use("Agg")  # a file, no display
-    from matplotlib import pyplot
+    from matplotlib import pyplot, ticker
 
     shown = bars(data)
     labels = [b.label for b in shown]
@@ -77,6 +90,7 @@ def draw(data: dict, path: Path) -> None:
         drawn = [0.0 if math.isnan(v) else v for v in values]
         ax.barh(labels, drawn, color=colour)
         ax.set_title(heading, fontsize=11)
+        ax.xaxis.set_major_formatter(ticker.StrMethodFormatter("{x:,.0f}"))
         ax.grid(axis="x", alpha=0.3)
         ax.set_axisbelow(True)
         top = max(drawn, default=0.0) or 1.0

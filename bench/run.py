@@ -21,7 +21,8 @@ kex.so for the RPCs (``--loadmodule`` where the cfg does not load it; the exampl
 
     .venv/bin/python bench/run.py                       # ~25 s per mode (--seconds), or --flows N
     .venv/bin/python bench/run.py --memory              # plugin only, 100,000 flows, 5 samples
-    .venv/bin/python bench/run.py --server-processes 1,2 --json out.json
+    .venv/bin/python bench/run.py --server-processes 1,2 --json out.json   # and out.png (bench/chart.py)
+    .venv/bin/python bench/run.py --chart-from out.json --chart other.png  # redraw, run nothing
 
 pkg memory comes from the tlsf_status dump each worker writes on ``cfg.set_now_int core
 mem_dump_pkg PID``: with -x tlsf, kex's pkg.stats never refreshes (only q_malloc and
