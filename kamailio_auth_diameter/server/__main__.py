@@ -2,7 +2,8 @@
 
 serve [--config FILE] --db FILE|URL [--legacy-listen HOST:PORT] [--diameter-listen HOST:PORT] [--peers any|HOST,HOST]
       [--diameter-tls-listen HOST:PORT --tls-cert FILE --tls-key FILE [--tls-ca FILE]]
-      [--ha1-peer PATTERN ...] [--allow CIDR ...] [--processes N] [--max-connections N] [--idle-timeout SECONDS] ...
+      [--ha1-peer PATTERN ...] [--allow CIDR ...] [--processes N] [--max-connections N] [--idle-timeout SECONDS]
+      [--metrics-listen [HOST:]PORT [--metrics-allow-remote]] ...
 user add|del|list --db FILE|URL ...      group add|del|list --db FILE|URL ...
 user import --db FILE|URL [--update] [--dry-run] CSV|- | --from-postgresql URL [--table subscriber]
 
@@ -27,6 +28,7 @@ import socket
 import ssl
 import sys
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, urlsplit
 
 from .. import secret_file
@@ -53,10 +55,14 @@ from .limits import (
     fd_reserve,
 )
 from .listener import LOOPBACK, Guard, bind, raise_fd_limit
+from .metrics import Metrics, multiprocess_directory
 from .processes import supervise
 from .store import POSTGRES_SCHEMES, SqlStore, StoreError, open_store
 from .subscribers import Action, Decision, SubscriberError, plan, read_csv, read_postgres, summary
 from .throttle import ThrottlePolicy
+
+if TYPE_CHECKING:
+    from .exporter import Exporter
 
 log = logging.getLogger("kamailio_auth_diameter.server")
 DEFAULT_NONCE_LIFETIME = 60  # s; see README "Security": the counts make replays fail, this bounds the rest
@@ -72,6 +78,16 @@ def _hostport(text: str) -> tuple[str, int]:
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise argparse.ArgumentTypeError(f"{text!r} is not HOST:PORT")
     return host, int(port)
+
+
+def _metrics_listen(text: str) -> tuple[str, int]:
+    """``--metrics-listen``: HOST:PORT, or a bare PORT on 127.0.0.1."""
+    if text.isdigit() and 0 < int(text) < 65536:
+        return "127.0.0.1", int(text)
+    try:
+        return _hostport(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not HOST:PORT or PORT") from None
 
 
 def _network(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network | None:
@@ -281,6 +297,18 @@ def _parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="Tw: a DWR to a peer silent this long, and the connection closed after twice as long "
         "(RFC 3539; at least 6, default 30)",
+    )
+    m = s.add_argument_group("metrics")
+    m.add_argument(
+        "--metrics-listen",
+        type=_metrics_listen,
+        metavar="[HOST:]PORT",
+        help="serve the server's metrics for Prometheus over HTTP here, a bare PORT on 127.0.0.1 (default: off)",
+    )
+    m.add_argument(
+        "--metrics-allow-remote",
+        action="store_true",
+        help="let --metrics-listen be an address other than loopback: anyone who reaches it reads the counts",
     )
     s.add_argument("--pid-file", help="write the main process id here")
     s.add_argument("-v", "--verbose", action="store_true", help="log every request")
@@ -513,11 +541,25 @@ class Listeners:
     legacy: socket.socket
     diameter: socket.socket | None
     diameter_tls: socket.socket | None
+    metrics: socket.socket | None
 
     def close(self) -> None:
-        for sock in (self.legacy, self.diameter, self.diameter_tls):
+        for sock in (self.legacy, self.diameter, self.diameter_tls, self.metrics):
             if sock is not None:
                 sock.close()
+
+
+def _served(listeners: Listeners) -> tuple[str, ...]:
+    """The metrics' labels of the listeners a process serves."""
+    return tuple(
+        label
+        for label, sock in (
+            ("legacy", listeners.legacy),
+            ("diameter", listeners.diameter),
+            ("diameter_tls", listeners.diameter_tls),
+        )
+        if sock is not None
+    )
 
 
 def _bind(args: argparse.Namespace, tls: ssl.SSLContext | None, reuse_port: bool) -> Listeners:
@@ -525,21 +567,71 @@ def _bind(args: argparse.Namespace, tls: ssl.SSLContext | None, reuse_port: bool
         bind(*args.legacy_listen, reuse_port, "--legacy-listen"),
         bind(*args.diameter_listen, reuse_port, "--diameter-listen") if args.diameter_listen else None,
         bind(*args.diameter_tls_listen, reuse_port, "--diameter-tls-listen") if tls is not None else None,
+        bind(*args.metrics_listen, reuse_port, "--metrics-listen") if args.metrics_listen else None,
     )
 
 
+def _check_metrics(args: argparse.Namespace) -> None:
+    """The counts name no user, but tell anyone who reads them how the server is used and
+    failing: loopback unless the operator says otherwise."""
+    if args.metrics_listen is None:
+        if args.metrics_allow_remote:
+            raise StoreError("--metrics-allow-remote without --metrics-listen")
+        return
+    host, port = args.metrics_listen
+    if not args.metrics_allow_remote and not _is_loopback(host):
+        raise StoreError(
+            f"--metrics-listen {_address(host, port)} is not a loopback address: anyone who reaches it would read "
+            "the server's counts; add --metrics-allow-remote to serve them there (and let a firewall choose who "
+            "reaches it)"
+        )
+
+
+def _address(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a name other than localhost: whatever it resolves to, say it as an address
+
+
+def _exporter(args: argparse.Namespace) -> Exporter | None:
+    """``--metrics-listen``'s exporter; the metrics files' directory made first with several processes."""
+    if args.metrics_listen is None:
+        return None
+    directory = multiprocess_directory(args.processes)
+    # only now: prometheus_client decides between values in memory and in files when first
+    # imported, from the PROMETHEUS_MULTIPROC_DIR that multiprocess_directory has just set
+    from .exporter import Exporter
+
+    return Exporter(directory)
+
+
 def _run_process(
-    args: argparse.Namespace, db: str, listeners: Listeners, tls: ssl.SSLContext | None, limits: Limits
+    args: argparse.Namespace,
+    db: str,
+    listeners: Listeners,
+    tls: ssl.SSLContext | None,
+    limits: Limits,
+    exporter: Exporter | None,
 ) -> None:
     store = open_store(db, server=True)
     if store.warning:
         log.warning("%s", store.warning)
+    metrics = exporter.start(_served(listeners)) if exporter is not None else Metrics()
     nonces = NonceFactory(store.nonce_secret(), lifetime=args.nonce_lifetime)
-    checker = DigestChecker(store, nonces, _throttle(args), check_uri=not args.no_uri_check)
+    checker = DigestChecker(store, nonces, _throttle(args), check_uri=not args.no_uri_check, events=metrics)
     hide = args.hide_unknown_users
     allow = [] if args.allow and None in args.allow else list(args.allow or LOOPBACK)
     identity = Identity(args.origin_host, args.origin_realm)
-    server = LegacyServer(LegacyAuthority(store, nonces, checker=checker, hide_unknown_users=hide), identity)
+    server = LegacyServer(
+        LegacyAuthority(store, nonces, checker=checker, hide_unknown_users=hide, events=metrics), identity, metrics
+    )
     log.info(
         "at most %d connections, %d per address (file descriptor limit %d); idle timeout %s, message timeout %g s",
         limits.max_connections,
@@ -552,11 +644,12 @@ def _run_process(
     responder = None
     if listeners.diameter is not None or listeners.diameter_tls is not None:
         responder = DiameterResponder(
-            SipAuthority(store, nonces, checker=checker, hide_unknown_users=hide),
+            SipAuthority(store, nonces, checker=checker, hide_unknown_users=hide, events=metrics),
             identity,
             args.peers,
             watchdog_interval=args.watchdog_interval,
             ha1_peers=tuple(args.ha1_peer or ()),
+            metrics=metrics,
         )
         _log_ha1_peers(args)
     if listeners.diameter is not None:
@@ -570,14 +663,22 @@ def _run_process(
             args.origin_host,
             ", client certificates required" if args.tls_ca else "",
         )
+    if exporter is not None:
+        log.info(
+            "metrics on http://%s/metrics%s",
+            _address(*args.metrics_listen),
+            f", every process's counts summed (their files in {exporter.directory})" if exporter.directory else "",
+        )
 
     async def main() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        guard = Guard(limits, allow)
+        guard = Guard(limits, allow, metrics=metrics)
         tasks = [serve(server, listeners.legacy, stop, guard)]
+        if exporter is not None and listeners.metrics is not None:
+            tasks.append(exporter.serve(listeners.metrics, stop))
         if responder is not None:
             tasks += [
                 serve_diameter(responder, sock, stop, ctx, guard)
@@ -635,6 +736,7 @@ def _serve(args: argparse.Namespace) -> int:
     if args.db is None and args.db_file is None:
         raise StoreError("serve needs --db or --db-file, on the command line or in --config")
     _throttle(args)
+    _check_metrics(args)
     db = _database(args)
     tls = _tls(args)
     limits = _limits(args)
@@ -643,24 +745,29 @@ def _serve(args: argparse.Namespace) -> int:
         listeners = _bind(args, tls, reuse_port=False)
         if args.pid_file:
             _write_pid(args.pid_file)
-        _run_process(args, db, listeners, tls, limits)
+        _run_process(args, db, listeners, tls, limits, _exporter(args))
         return 0
     sets = [_bind(args, tls, reuse_port=True) for _ in range(args.processes)]
     if args.pid_file:
         _write_pid(args.pid_file)
+    exporter = _exporter(args)
 
     def child(slot: int) -> int:
         for i, other in enumerate(sets):
             if i != slot:
                 other.close()
         try:
-            _run_process(args, db, sets[slot], tls, limits)
+            _run_process(args, db, sets[slot], tls, limits, exporter)
         except (StoreError, OSError) as exc:
             log.error("server process %d cannot serve: %s", os.getpid(), exc)
             return 1
         return 0
 
-    return supervise(args.processes, child)
+    try:
+        return supervise(args.processes, child, reaped=exporter.process_gone if exporter is not None else None)
+    finally:
+        if exporter is not None:
+            exporter.close()
 
 
 def _write_pid(path: str) -> None:

@@ -21,12 +21,15 @@ from ..wire.base import Identity
 from .auth import LegacyAuthority
 from .limits import Limits
 from .listener import Connection, Guard, ServerStats
+from .metrics import LEGACY_AUTH, LEGACY_GROUP, LEGACY_OTHER, Metrics
 
 log = logging.getLogger("kamailio_auth_diameter.server")
+_SERVICE_TYPES = {legacy.SERVICE_AUTH: LEGACY_AUTH, legacy.SERVICE_GROUP: LEGACY_GROUP}
 
 
 class LegacyProtocol(Connection):
     kind = "legacy"
+    listener = "legacy"
 
     def __init__(self, server: LegacyServer, guard: Guard) -> None:
         super().__init__(guard, server.stats)
@@ -44,8 +47,9 @@ class LegacyProtocol(Connection):
 
 
 class LegacyServer:
-    def __init__(self, authority: LegacyAuthority, identity: Identity) -> None:
+    def __init__(self, authority: LegacyAuthority, identity: Identity, metrics: Metrics | None = None) -> None:
         self._authority = authority
+        self._metrics = metrics or Metrics()
         self._identity = identity
         self._origin_host = identity.origin_host.encode()
         self._origin_realm = identity.origin_realm.encode()
@@ -64,6 +68,7 @@ class LegacyServer:
         stats = self.stats
         stats.requests += 1
         stats.by_result[verdict.result_code] = stats.by_result.get(verdict.result_code, 0) + 1
+        self._metrics.request(_SERVICE_TYPES.get(service[:1], LEGACY_OTHER), verdict.result_code)
         if log.isEnabledFor(logging.DEBUG):
             log.debug("service %r -> %d (%s)", service, verdict.result_code, verdict.reason)
         return legacy.encode_answer(

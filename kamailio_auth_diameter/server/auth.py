@@ -18,6 +18,9 @@ only): see :class:`CxAuthority`. Which peers are trusted is the responder's deci
 A store that cannot answer (:class:`~.store.StoreUnavailable`: the database is down
 or slow) fails that one request with 5012 in either dialect, and is logged; the
 connection and the server go on, and the next request asks the store again.
+
+What the answers do not show, a store failure and a response left unchecked by the
+throttle, is reported to :class:`AuthEvents` (the server's metrics).
 """
 
 from __future__ import annotations
@@ -70,6 +73,26 @@ class Store(Protocol):
     def user_groups(self, name: str) -> list[str] | None: ...
 
 
+class AuthEvents(Protocol):
+    """What the decisions report besides their answers (the server's metrics count them)."""
+
+    def store_failed(self) -> None:
+        """The store raised StoreUnavailable: a request answered 5012, or a purge skipped."""
+
+    def throttled(self) -> None:
+        """A response answered as wrong without being checked: its user is blocked."""
+
+
+class _NoEvents:
+    """The events of deciders nobody counts for (the unit tests)."""
+
+    def store_failed(self) -> None:
+        pass
+
+    def throttled(self) -> None:
+        pass
+
+
 @dataclass(frozen=True, slots=True)
 class DiameterRequest:
     """Which RFC 6733 request asks: Origin-Host and end-to-end id name it across every hop
@@ -96,11 +119,13 @@ class DigestChecker:
         nonces: NonceFactory,
         throttle: ThrottlePolicy | None = None,
         check_uri: bool = True,
+        events: AuthEvents | None = None,
     ) -> None:
         self._store = store
         self._nonces = nonces
         self._throttle = throttle or ThrottlePolicy()
         self._check_uri = check_uri  # False only behind a front end that rewrites Request-URIs
+        self._events = events or _NoEvents()
         self._clock = nonces.clock
         self._next_purge = 0.0
 
@@ -131,6 +156,7 @@ class DigestChecker:
         self._purge(now)
         who = f"{user}@{cred_realm}"
         if hashes.blocked_until > now:
+            self._events.throttled()
             return DigestVerdict(
                 Check.WRONG, f"response for {who!r} not checked: throttled for {hashes.blocked_until - now:.1f} s"
             )
@@ -171,6 +197,7 @@ class DigestChecker:
             try:
                 self._store.purge(now - COUNT_GRACE, now - self._throttle.forget_after)
             except StoreUnavailable as exc:
+                self._events.store_failed()
                 log.error("store failed while purging expired nonce counts: %s", exc)
 
 
@@ -223,10 +250,12 @@ class _Authority:
         *,
         checker: DigestChecker | None = None,
         hide_unknown_users: bool = False,
+        events: AuthEvents | None = None,
     ) -> None:
         self._store = store
         self._nonces = nonces
-        self._checker = checker or DigestChecker(store, nonces)
+        self._events = events or _NoEvents()
+        self._checker = checker or DigestChecker(store, nonces, events=self._events)
         self._hide_unknown = hide_unknown_users
 
     @property
@@ -252,6 +281,7 @@ class LegacyAuthority(_Authority):
             if service == legacy.SERVICE_GROUP:
                 return self._group(request)
         except StoreUnavailable as exc:
+            self._events.store_failed()
             log.error("store failed, answering 5012: %s", exc)
             return Verdict(legacy.RESULT_UNABLE_TO_COMPLY, reason=f"store failed: {exc}")
         return Verdict(legacy.RESULT_UNABLE_TO_COMPLY, reason=f"unsupported Service-Type {service!r}")
@@ -335,6 +365,7 @@ class SipAuthority(_Authority):
                 return self._flow_b(req)
             return self._multimedia_auth(req, request)
         except StoreUnavailable as exc:
+            self._events.store_failed()
             log.error("store failed, answering 5012: %s", exc)
             return sip_app.MultimediaAuthAnswer(base.RESULT_UNABLE_TO_COMPLY, error_message="user database unavailable")
 
@@ -342,6 +373,7 @@ class SipAuthority(_Authority):
         try:
             return self._server_assignment(req)
         except StoreUnavailable as exc:
+            self._events.store_failed()
             log.error("store failed, answering 5012: %s", exc)
             return sip_app.ServerAssignmentAnswer(
                 base.RESULT_UNABLE_TO_COMPLY, error_message="user database unavailable"
@@ -445,8 +477,9 @@ class CxAuthority:
     cannot answer -> 5012. Nothing is counted in the store.
     """
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, events: AuthEvents | None = None) -> None:
         self._store = store
+        self._events = events or _NoEvents()
 
     def multimedia_auth(self, req: cx.MultimediaAuthRequest, trusted: bool) -> cx.MultimediaAuthAnswer:
         if not trusted:
@@ -457,6 +490,7 @@ class CxAuthority:
         try:
             return self._multimedia_auth(req)
         except StoreUnavailable as exc:
+            self._events.store_failed()
             log.error("store failed, answering 5012: %s", exc)
             return cx.MultimediaAuthAnswer(base.RESULT_UNABLE_TO_COMPLY, error_message="user database unavailable")
 

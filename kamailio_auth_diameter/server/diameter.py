@@ -40,6 +40,10 @@ connection, so the CER is the first thing read from it either way. With
 one of the names it vouches for (:func:`certificate_names`, :func:`name_matches`),
 else CEA 3010: a certificate from the CA does not let its holder speak as another
 peer. ``--allow``, connection caps, timeouts and back-pressure are :mod:`.listener`'s.
+
+Every request answered is counted in the process's :class:`~.metrics.Metrics` by its
+type and result, CER, DWR and DPR too; so are H(A1)s handed over and Cx MARs refused
+them.
 """
 
 from __future__ import annotations
@@ -62,6 +66,7 @@ from ..wire.base import Capabilities, Identity, RequestError
 from .auth import CxAuthority, DiameterRequest, SipAuthority
 from .limits import Limits
 from .listener import Connection, Guard, ServerStats
+from .metrics import CER, CX, CX_MAR, DPR, DWR, MAR, OTHER, RFC4740, SAR, Metrics
 
 log = logging.getLogger("kamailio_auth_diameter.server")
 _APP_SIP = sip_app.APP_SIP.to_bytes(4, "big")
@@ -70,6 +75,14 @@ _APP_CX = cx.APP_CX.to_bytes(4, "big")
 _CX_MAR = cx.CMD_MULTIMEDIA_AUTH.to_bytes(3, "big")
 _SERVED = frozenset({sip_app.APP_SIP, cx.APP_CX, base.APP_RELAY})  # what a CER must name one of
 _LABEL = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?")
+_REQUEST_TYPES = {  # (application, command) -> the metrics' type label
+    (base.APP_COMMON, base.CMD_CAPABILITIES_EXCHANGE): CER,
+    (base.APP_COMMON, base.CMD_DEVICE_WATCHDOG): DWR,
+    (base.APP_COMMON, base.CMD_DISCONNECT_PEER): DPR,
+    (sip_app.APP_SIP, sip_app.CMD_MULTIMEDIA_AUTH): MAR,
+    (sip_app.APP_SIP, sip_app.CMD_SERVER_ASSIGNMENT): SAR,
+    (cx.APP_CX, cx.CMD_MULTIMEDIA_AUTH): CX_MAR,
+}
 
 PRODUCT_NAME = "kamailio_auth_diameter"
 DPR_GRACE = 2.0  # seconds the peers get to answer our DPR at shutdown
@@ -188,9 +201,11 @@ class DiameterResponder:
         watchdog_interval: float | None = None,
         clock: Callable[[], float] = time.monotonic,
         ha1_peers: tuple[str, ...] = (),
+        metrics: Metrics | None = None,
     ) -> None:
         self.authority = authority
-        self.cx = CxAuthority(authority.store)
+        self.metrics = metrics or Metrics()
+        self.cx = CxAuthority(authority.store, self.metrics)
         self.ha1_peers = ha1_peers  # --ha1-peer patterns (parse_ha1_peer)
         self.watchdog_interval = watchdog_interval  # Tw in seconds; None: never send DWR
         self.clock = clock
@@ -307,9 +322,11 @@ class PeerSession:
             return self._error(msg, RequestError(base.RESULT_INVALID_HDR_BITS, "E bit set in a request"))
         if h.application_id == base.APP_COMMON:
             if h.command_code == base.CMD_DEVICE_WATCHDOG:
+                self._r.metrics.request(DWR, base.RESULT_SUCCESS)
                 return Reply(base.encode_dwa(msg, self._r.identity, self._r.origin_state_id))
             if h.command_code == base.CMD_DISCONNECT_PEER:
                 log.debug("DPR from %s (%s)", self.peer_host, self.remote)
+                self._r.metrics.request(DPR, base.RESULT_SUCCESS)
                 return Reply(base.encode_dpa(msg, self._r.identity), close=True)
         elif h.application_id == sip_app.APP_SIP:
             if h.command_code in (sip_app.CMD_MULTIMEDIA_AUTH, sip_app.CMD_SERVER_ASSIGNMENT):
@@ -336,13 +353,15 @@ class PeerSession:
         self.state = PeerState.CLOSING
         return base.encode_dpr(self._r.identity, base.DISCONNECT_REBOOTING, self._hop_by_hop(), self._r.end_to_end())
 
-    def _count(self, result_code: int) -> None:
+    def _count(self, kind: str, result_code: int) -> None:
         stats = self._r.stats
         stats.requests += 1
         stats.by_result[result_code] = stats.by_result.get(result_code, 0) + 1
+        self._r.metrics.request(kind, result_code)
 
     def _error(self, msg: Message, error: RequestError) -> Reply:
-        self._count(error.result_code)
+        h = msg.header
+        self._count(_REQUEST_TYPES.get((h.application_id, h.command_code), OTHER), error.result_code)
         log.debug("%s from %s: %d (%s)", msg.header.command_code, self.remote, error.result_code, error)
         app = msg.header.application_id
         body = sip_app.session_avps() if app == sip_app.APP_SIP else cx.session_avps() if app == cx.APP_CX else []
@@ -351,6 +370,7 @@ class PeerSession:
     def _capabilities_exchange(self, msg: Message) -> Reply:
         def refuse(code: int, why: str, failed: Avp | None = None) -> Reply:
             log.warning("refused CER from %s: %s", self.remote, why)
+            self._r.metrics.request(CER, code)
             return Reply(base.encode_cea(msg, self._caps, code, why, failed), close=True)
 
         try:
@@ -377,6 +397,7 @@ class PeerSession:
         self.peer_host = host
         self.ha1_trusted = self._r.trusts_with_ha1(host)
         self._r.stats.connections += 1
+        self._r.metrics.request(CER, base.RESULT_SUCCESS)
         log.debug("CER from %s (%s) accepted%s", host, self.remote, ", trusted with HA1" if self.ha1_trusted else "")
         return Reply(base.encode_cea(msg, self._caps, base.RESULT_SUCCESS))
 
@@ -394,13 +415,15 @@ class PeerSession:
                 mar = sip_app.decode_mar(msg)
                 request = DiameterRequest(f"{mar.origin_host};{msg.end_to_end}", bool(msg.flags & base.FLAG_RETRANSMIT))
                 maa = authority.multimedia_auth(mar, request, ha1=self.ha1_trusted)
-                code, data = maa.result_code, sip_app.encode_maa(msg, identity, maa)
+                kind, code, data = MAR, maa.result_code, sip_app.encode_maa(msg, identity, maa)
+                if maa.ha1s:
+                    self._r.metrics.ha1_given(RFC4740)
             else:
                 saa = authority.server_assignment(sip_app.decode_sar(msg))
-                code, data = saa.result_code, sip_app.encode_saa(msg, identity, saa)
+                kind, code, data = SAR, saa.result_code, sip_app.encode_saa(msg, identity, saa)
         except RequestError as exc:
             return self._error(base.decode(raw, sip_app.GROUPED), exc)
-        self._count(code)
+        self._count(kind, code)
         if log.isEnabledFor(logging.DEBUG):
             log.debug("command %d from %s -> %d", msg.command, self.peer_host, code)
         return Reply(data)
@@ -417,7 +440,11 @@ class PeerSession:
         except RequestError as exc:
             return self._error(base.decode(raw, cx.GROUPED), exc)
         code = maa.experimental_result if maa.experimental_result is not None else maa.result_code
-        self._count(code or 0)
+        self._count(CX_MAR, code or 0)
+        if not self.ha1_trusted:
+            self._r.metrics.ha1_refused()
+        elif maa.ha1s:
+            self._r.metrics.ha1_given(CX)
         if log.isEnabledFor(logging.DEBUG):
             log.debug("command %d from %s -> %s", msg.command, self.peer_host, code)
         return Reply(data)
@@ -427,10 +454,16 @@ class DiameterProtocol(Connection):
     """The asyncio shell around one PeerSession."""
 
     def __init__(
-        self, responder: DiameterResponder, guard: Guard, sessions: set[DiameterProtocol], kind: str = "Diameter"
+        self,
+        responder: DiameterResponder,
+        guard: Guard,
+        sessions: set[DiameterProtocol],
+        kind: str = "Diameter",
+        listener: str = "diameter",
     ) -> None:
         super().__init__(guard, responder.stats)
         self.kind = kind
+        self.listener = listener
         self._responder = responder
         self._sessions = sessions
         self.session: PeerSession | None = None
@@ -493,9 +526,9 @@ async def serve_diameter(
     (default: one of its own with the default limits, allowing everyone)."""
     guard = guard if guard is not None else Guard(Limits(), [])
     sessions: set[DiameterProtocol] = set()
-    kind = "Diameter over TLS" if tls is not None else "Diameter"
+    kind, listener = ("Diameter over TLS", "diameter_tls") if tls is not None else ("Diameter", "diameter")
     accepting = asyncio.create_task(
-        guard.serve(sock, lambda: DiameterProtocol(responder, guard, sessions, kind), responder.stats, tls)
+        guard.serve(sock, lambda: DiameterProtocol(responder, guard, sessions, kind, listener), responder.stats, tls)
     )
     try:
         await stop.wait()

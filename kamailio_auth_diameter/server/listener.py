@@ -15,6 +15,10 @@ stops reading *and* stops answering the messages it already holds until the clie
 has read down to the low-water mark, so what a connection can make the server hold
 is bounded by the high-water mark plus one read (and the kernel's, by the socket
 buffer sizes :func:`bind` sets).
+
+Both count into the process's :class:`~.metrics.Metrics`: connections open, refused
+and closed by the limits, and each answer's latency, from the read that brought its
+request to the write of the answer (answers to one read go out in one write).
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from dataclasses import dataclass, field
 
 from ..wire.framing import Framer, FramingError
 from .limits import ConnectionTable, Limits, LogQuota, Reason
+from .metrics import Metrics
 
 log = logging.getLogger("kamailio_auth_diameter.server")
 
@@ -127,16 +132,19 @@ class Connection(asyncio.Protocol):
     """
 
     kind = "client"  # for the log: "legacy", "Diameter"
+    listener = "client"  # for the metrics: "legacy", "diameter", "diameter_tls"
 
     def __init__(self, guard: Guard, stats: ServerStats) -> None:
         self.guard = guard
         self.stats = stats
+        self.metrics = guard.metrics
         self.remote = "?"
         self.transport: asyncio.Transport | None = None
         self.sock: socket.socket | None = None  # accepted, until asyncio takes it over
         self.handshake: asyncio.Task | None = None  # until the transport is made (TLS: the handshake done)
         self._framer = Framer()
         self._paused = False  # the client does not read: answers wait, and so do its messages
+        self._arrived = 0.0  # time.perf_counter() of the last read
 
     # --- what a subclass provides ---
 
@@ -157,9 +165,11 @@ class Connection(asyncio.Protocol):
         self.transport = transport
         transport.set_write_buffer_limits(HIGH_WATER, LOW_WATER)
         self.guard.made(self)
+        self.metrics.opened(self.listener)
         self.opened()
 
     def data_received(self, data: bytes) -> None:
+        self._arrived = time.perf_counter()
         self._framer.feed(data)
         if not self._paused:
             self._work()
@@ -182,6 +192,7 @@ class Connection(asyncio.Protocol):
         log.debug("%s connection from %s closed", self.kind, self.remote)
         self.transport = None
         self.guard.table.remove(self)
+        self.metrics.closed(self.listener)
         self.closed()
 
     # --- the work ---
@@ -197,10 +208,11 @@ class Connection(asyncio.Protocol):
             while not self._paused and not close and (raw := self._framer.next_message()) is not None:
                 completed = True
                 data, close = self.message(raw)
-                out.append(data)
-                size += len(data)
+                if data:
+                    out.append(data)
+                    size += len(data)
                 if size >= HIGH_WATER and transport is not None:
-                    transport.write(b"".join(out))  # may pause writing, which ends the loop
+                    self._write(transport, out)  # may pause writing, which ends the loop
                     out, size = [], 0
         except FramingError as exc:
             self.guard.warn("bad", "closing %s connection from %s: %s", self.kind, self.remote, exc)
@@ -208,12 +220,18 @@ class Connection(asyncio.Protocol):
         if transport is None or transport.is_closing():
             return
         if out:
-            transport.write(b"".join(out))
+            self._write(transport, out)
         if close:
             self.close()
         else:
             # while paused the bytes held wait for the client to read, not to finish a message
             self.guard.table.received(self, completed, self._framer.pending > 0 and not self._paused)
+
+    def _write(self, transport: asyncio.Transport, answers: list[bytes]) -> None:
+        transport.write(b"".join(answers))
+        seconds = time.perf_counter() - self._arrived
+        for _ in answers:
+            self.metrics.answered(self.listener, seconds)
 
     def close(self) -> None:
         """Close after what is waiting has been sent; a client that does not read it is
@@ -229,6 +247,7 @@ class Connection(asyncio.Protocol):
             self.stats.evicted += 1
         else:
             self.stats.timed_out += 1
+        self.metrics.cut(reason)
         why = reason.describe(self.guard.limits)
         self.guard.warn(reason.value, "closing %s connection from %s: %s", self.kind, self.remote, why)
         if self.sock is not None:  # accepted, not yet handed to asyncio
@@ -243,9 +262,16 @@ class Connection(asyncio.Protocol):
 class Guard:
     """One server process's connections on all its listeners: ``--allow``, caps, timeouts."""
 
-    def __init__(self, limits: Limits, allow: list, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        limits: Limits,
+        allow: list,
+        clock: Callable[[], float] = time.monotonic,
+        metrics: Metrics | None = None,
+    ) -> None:
         self.limits = limits
         self.allow = allow
+        self.metrics = metrics or Metrics()
         self.table: ConnectionTable[Connection] = ConnectionTable(limits, clock)
         self._clock = clock
         self._quotas: dict[str, LogQuota] = {}
@@ -292,6 +318,7 @@ class Guard:
         remote = f"[{address}]:{peer[1]}" if ":" in address else f"{address}:{peer[1]}"
         if not address_allowed(address, self.allow):
             stats.refused += 1
+            self.metrics.refused()
             self.warn("refused", "refused connection from %s (not in --allow)", remote)
             conn.close()
             return

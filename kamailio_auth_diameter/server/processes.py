@@ -68,9 +68,15 @@ def _describe(status: int) -> str:
     return f"exited with status {os.waitstatus_to_exitcode(status)}"
 
 
-def supervise(count: int, child: Callable[[int], int], clock: Callable[[], float] = time.monotonic) -> int:
+def supervise(
+    count: int,
+    child: Callable[[int], int],
+    clock: Callable[[], float] = time.monotonic,
+    reaped: Callable[[int], None] | None = None,
+) -> int:
     """Run ``child(slot)`` in ``count`` forked processes until SIGTERM or SIGINT; its
-    return value is the child's exit status. Returns 0 once every child is gone."""
+    return value is the child's exit status. Returns 0 once every child is gone.
+    ``reaped(pid)`` is told of each child gone, before its replacement starts."""
     old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
     backoff = Backoff(clock)
     children: dict[int, int] = {}  # pid -> slot
@@ -114,6 +120,8 @@ def supervise(count: int, child: Callable[[int], int], clock: Callable[[], float
                 if pid == 0:
                     break
                 slot = children.pop(pid)
+                if reaped is not None:
+                    reaped(pid)
                 if not stopping:
                     delay = backoff.died(slot)
                     log.warning("server process %d %s; starting another in %g s", pid, _describe(status), delay)
