@@ -154,6 +154,15 @@ class Rfc4740Backend:
         answer = peer.ask(build, start, sip_app.decode_maa, "authorize: unusable MAA")
         if answer is None:
             return outcome.SERVER_ERROR
+        if answer.ha1s:
+            # Flow B to a proxy in Flow A: its challenges are made for a verifier that
+            # offers what the HA1s allow (SHA-256 first), which the server's own check
+            # may not take; and HA1s should not travel to a proxy that does not use them.
+            log(
+                "authorize: the server handed over HA1s (RFC 4740 Flow B) to this rfc4740 (Flow A) proxy: "
+                "set protocol rfc4740-ha1, or take this proxy out of the server's --ha1-peer"
+            )
+            return outcome.SERVER_ERROR
         result = verdict(answer)
         if result is Result.SERVER_ERROR:
             log(f"authorize: server answered Result-Code {answer.result_code}")

@@ -15,6 +15,7 @@ from kamailio_auth_diameter.kamailio.plugin import AuthDiameter
 from kamailio_auth_diameter.settings import SettingsError
 from kamailio_auth_diameter.wire import base, sip_app
 from kamailio_auth_diameter.wire.base import Identity
+from kamailio_auth_diameter.wire.digest_avps import DigestHa1
 from tests.fake_peer import SILENT, FakePeer
 from tests.tlsca import make_pki
 
@@ -84,6 +85,22 @@ def test_challenge_then_success(make, peer: FakePeer) -> None:
     assert register(p, ksr, CRED) == 1 and ksr.replies == []
     cer = peer.cers[0]
     assert cer.identity.origin_host == "w1.kamailio.example.com" and cer.identity.origin_realm == "example.com"
+
+
+def test_a_server_handing_over_ha1s_to_this_flow_a_proxy_is_a_logged_500(make, peer: FakePeer) -> None:
+    """The proxy is in the server's --ha1-peer but runs rfc4740 (the server checks): its
+    Flow B challenge is not forwarded, and the operator is told which setting to fix."""
+    ha1 = DigestHa1("MD5", "0" * 32, "example.com", "auth")
+
+    def flow_b(msg: Message) -> bytes:
+        answer = sip_app.MultimediaAuthAnswer(2008, sip_app.DigestChallenge("example.com", "abc"), ha1s=(ha1,))
+        return sip_app.encode_maa(base.decode_lean(msg.as_bytes()), SERVER, answer)
+
+    peer.behaviour = flow_b
+    p, ksr = make()
+    assert register(p, ksr) == -5
+    assert ksr.replies == [(500, "Server Internal Error")]
+    assert any("Flow B" in line and "--ha1-peer" in line for line in ksr.errors)
 
 
 @pytest.mark.parametrize("code", [4001, 5003, 5032, 5033])
