@@ -34,6 +34,11 @@ TIMEOUT = "timeout"  # a request went out and its answer did not come in time
 FAILOVER = "failover"  # a request re-sent to another peer (or on a new connection)
 EXCHANGE_FAILED = "exchange_failed"  # an exchange ended without an answer the plugin could use
 ANSWER = "answer"  # an answer arrived; the event carries its round-trip time in seconds
+# the verifying modes (rfc4740-ha1, cx)
+HA1_CACHE_HIT = "ha1_cache_hit"  # a response checked against a cached HA1: no Diameter message
+HA1_FETCH = "ha1_fetch"  # HA1s asked of the server: not cached, or a cached one failed (refetch)
+HA1_REFETCH = "ha1_refetch"  # of those, a response that failed against a cached HA1, checked again
+REPLAY = "replay"  # a correct response refused: its nonce-count was used, or its nonce's slot taken
 
 EVENT_COUNTERS: dict[str, tuple[str, ...]] = {
     CONNECT: ("dia_connects",),
@@ -44,6 +49,10 @@ EVENT_COUNTERS: dict[str, tuple[str, ...]] = {
     TIMEOUT: ("dia_timeouts",),
     FAILOVER: ("dia_failovers",),
     EXCHANGE_FAILED: ("dia_exchange_failures",),
+    HA1_CACHE_HIT: ("dia_ha1_cache_hits",),
+    HA1_FETCH: ("dia_ha1_fetches",),
+    HA1_REFETCH: ("dia_ha1_fetches", "dia_ha1_refetches"),
+    REPLAY: ("dia_replays",),
 }
 
 # --- the round-trip time histogram ---------------------------------------------------

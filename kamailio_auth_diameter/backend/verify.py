@@ -28,7 +28,7 @@ import os
 import time
 from collections.abc import Callable
 
-from .. import digest_check, outcome, secret_file, settings
+from .. import digest_check, metrics, outcome, secret_file, settings
 from ..authorize import AuthContext
 from ..digest_check import Check, DigestVerdict, Presented, Target
 from ..group import GroupContext
@@ -134,14 +134,18 @@ class VerifyBackend:
         ha1s = decode_ha1s(cached) if cached is not None else None
         fresh = ha1s is None
         if ha1s is None:
+            self._env.events(metrics.HA1_FETCH)
             fetched = self._fetch(ctx, username, key, start)
             if isinstance(fetched, Outcome):
                 return fetched
             ha1s = fetched
+        else:
+            self._env.events(metrics.HA1_CACHE_HIT)
         check = self._judge(screened, ha1s, ctx.method)
         if check is None:  # the UA chose an algorithm the server has no HA1 for
             return self._challenge(ctx, proxy, "refused", ha1s)
         if check is Check.WRONG and not fresh:
+            self._env.events(metrics.HA1_REFETCH)
             fetched = self._fetch(ctx, username, key, start)  # a changed password takes effect now
             if isinstance(fetched, Outcome):
                 return fetched
@@ -162,6 +166,7 @@ class VerifyBackend:
             self._env.log(f"authorize: {exc}")
             return outcome.SERVER_ERROR
         if not fresh_count:
+            self._env.events(metrics.REPLAY)
             why = "not above the last, or its nonce's slot was taken over"
             note = f"replayed response for {username!r} (nc {screened.params['nc']} {why})"
             return self._challenge(ctx, proxy, "stale", ha1s, stale=True, note=note)

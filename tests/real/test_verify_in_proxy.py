@@ -19,6 +19,7 @@ from tests.harness import Kamailio, ReferenceServer, SipReply, example_kamailio,
 from tests.real.conftest import make_server, run
 from tests.real.test_faults import set_cfg
 from tests.real.test_security import Ua
+from tests.real.test_statistics import kamcmd_stats
 
 pytestmark = pytest.mark.kamailio
 
@@ -233,3 +234,18 @@ def test_baresip_registers(kamailio: Kamailio, tmp_path: Path) -> None:
         set_cfg(kamailio, digest_algorithms="SHA-256,MD5")
     assert re.search(r"SIP/2.0 401 Unauthorized", out), out[-3000:]
     assert re.search(r"SIP/2.0 200 OK", out) and "alice@example.com" in out, out[-3000:]
+
+
+def test_cache_hits_fetches_and_replays_are_counted_in_kamailio_statistics(kamailio: Kamailio) -> None:
+    """Three checked responses (the second and third against a cached HA1, the third a
+    replay) as read back with kamcmd."""
+    before = kamcmd_stats(kamailio)
+    ua = Ua(kamailio.sip_port)
+    assert ua.ask("REGISTER", "sip:example.com", answer(first(kamailio)[1])).code == 200
+    cred = answer(first(kamailio)[1])
+    assert ua.ask("REGISTER", "sip:example.com", cred).code == 200
+    assert ua.ask("REGISTER", "sip:example.com", cred).code == 401
+    after = kamcmd_stats(kamailio)
+    delta = {name: after[name] - before[name] for name in after}
+    assert delta["dia_ha1_cache_hits"] + delta["dia_ha1_fetches"] == 3 and delta["dia_ha1_cache_hits"] >= 2
+    assert (delta["dia_replays"], delta["dia_ha1_refetches"], delta["dia_auth_stale"]) == (1, 0, 1)
