@@ -49,6 +49,13 @@ _EVENT_WORDS = {
     metrics.FAILOVER: "sent again",
     metrics.EXCHANGE_FAILED: "exchange failed",
 }
+# what a verifying mode decides without a message, on a line of its own
+_PROXY_WORDS = {
+    metrics.HA1_CACHE_HIT: "HA1 from the cache",
+    metrics.HA1_FETCH: "HA1 asked of the server",
+    metrics.HA1_REFETCH: "HA1 asked again (the cached one did not fit)",
+    metrics.REPLAY: "nonce-count used already (a replay)",
+}
 _PARAM = re.compile(r'([A-Za-z-]+)\s*=\s*(?:"([^"]*)"|([^\s,]+))')
 
 
@@ -188,9 +195,12 @@ class Checker:
         shown = [
             f"answer in {_ms(seconds)}" if e == metrics.ANSWER else _EVENT_WORDS.get(e, e)
             for e, seconds in events
-            if e != metrics.PEER_UP
+            if e != metrics.PEER_UP and e not in _PROXY_WORDS
         ]
         self._out(f"    Diameter: {', '.join(shown) if shown else 'no message'}")
+        proxy = [_PROXY_WORDS[e] for e, _ in events if e in _PROXY_WORDS]
+        if proxy:
+            self._out(f"    proxy: {', '.join(proxy)}")
         for line in logs:
             self._out(f"    log: {printable(line)}")
 

@@ -98,6 +98,7 @@ def test_the_first_request_asks_the_server_unless_the_proxy_verifies(server: Ref
     if protocol in VERIFYING:
         assert first == "    Diameter: no message"
         assert re.fullmatch(r"    Diameter: connected, answer in \d+\.\d ms", second)
+        assert "    proxy: HA1 asked of the server" in lines  # a new process: nothing cached
     else:
         assert re.fullmatch(r"    Diameter: connected, answer in \d+\.\d ms", first)
         assert re.fullmatch(r"    Diameter: answer in \d+\.\d ms", second)
