@@ -31,6 +31,10 @@ IDENT_LEN = 16  # hex characters of the nonce (from its HMAC) that a slot keeps 
 NC_LEN = 8
 
 
+class TableError(Exception):
+    """A table that is missing, or a record it could not take (shared memory full)."""
+
+
 class SharedTables(Protocol):
     def next_slot(self) -> int:
         """The next slot, in turn across all workers: a slot comes round again only after
@@ -39,7 +43,7 @@ class SharedTables(Protocol):
 
     def claim(self, key: str, ident: str, lifetime: int) -> None:
         """A nonce we just sent takes slot ``key``, with no count used yet, for
-        ``lifetime`` seconds, replacing whatever nonce held it. HtableError if it cannot."""
+        ``lifetime`` seconds, replacing whatever nonce held it. TableError if it cannot."""
 
     def advance_nc(self, key: str, ident: str, nc: int, lifetime: int, claimed: bool) -> bool:
         """Record ``nc`` for the nonce ``ident`` under ``key`` if it is above the last one
@@ -47,7 +51,7 @@ class SharedTables(Protocol):
         recording nothing, if it is not: a replay. ``claimed``: the nonce must hold
         the slot (ours; False if another nonce took it over); otherwise a missing
         record means a first use. The record is kept ``lifetime`` seconds.
-        HtableError if it cannot be recorded: the caller must not accept the response
+        TableError if it cannot be recorded: the caller must not accept the response
         then, or its replay would pass."""
 
     def get_ha1s(self, key: str) -> str | None:

@@ -32,13 +32,13 @@ from .. import digest_check, metrics, outcome, secret_file, settings
 from ..authorize import AuthContext
 from ..digest_check import Check, DigestVerdict, Presented, Target
 from ..group import GroupContext
-from ..kamailio.htable import HtableError, KamailioTables
+from ..kamailio.htable import KamailioTables
 from ..nonce import NonceFactory
 from ..outcome import Outcome
 from ..settings import Settings, SettingsError
 from .contract import Environment
 from .ha1_source import Fetched, Ha1Source
-from .shared import IDENT_LEN, SharedTables, cache_key, decode_ha1s, encode_ha1s
+from .shared import IDENT_LEN, SharedTables, TableError, cache_key, decode_ha1s, encode_ha1s
 
 MIN_SECRET = 32  # bytes: the nonce secret is an HMAC-SHA256 key
 NC_GRACE = 5  # s the replay guard keeps a nonce's count past its expiry (our clock judges both)
@@ -95,7 +95,7 @@ class VerifyBackend:
             tables = KamailioTables(self._env.ksr, s.nc_table, s.ha1_table)
             try:
                 tables.check()
-            except HtableError as exc:
+            except TableError as exc:
                 raise SettingsError(f"{settings.GROUP}.nc_table/ha1_table: {exc}") from None
             self._tables = tables
         self._algorithms = settings.algorithms(s.digest_algorithms)
@@ -162,7 +162,7 @@ class VerifyBackend:
         key = f"s{nonce[12:16]}" if ours else nonce
         try:
             fresh_count = tables.advance_nc(key, nonce[16 : 16 + IDENT_LEN], screened.nc, lifetime, ours)
-        except HtableError as exc:
+        except TableError as exc:
             self._env.log(f"authorize: {exc}")
             return outcome.SERVER_ERROR
         if not fresh_count:
@@ -211,7 +211,7 @@ class VerifyBackend:
         nonce = nonces.make(ctx.realm, self._instance + slot)
         try:
             tables.claim(f"s{slot}", nonce[16 : 16 + IDENT_LEN], self._lifetime + NC_GRACE)
-        except HtableError as exc:
+        except TableError as exc:
             self._env.log(f"authorize: {exc}")
             return outcome.SERVER_ERROR
         name = "Proxy-Authenticate" if proxy else "WWW-Authenticate"

@@ -13,13 +13,9 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from ..backend.shared import NC_LEN, SLOTS, last_count
+from ..backend.shared import NC_LEN, SLOTS, TableError, last_count
 
 _COUNTER = "\tnext"  # the slot counter's key in the nonce-count table (slots are "s<hex>")
-
-
-class HtableError(Exception):
-    """A table the settings name is missing from the cfg, or a count it could not record."""
 
 
 class KamailioTables:
@@ -29,12 +25,12 @@ class KamailioTables:
         self._ha1 = ha1_table
 
     def check(self) -> None:
-        """HtableError unless both tables exist: htable's KEMI functions only log (and
+        """TableError unless both tables exist: htable's KEMI functions only log (and
         return an error) for an unknown table, which would turn every check into a pass
         of nothing, so the backend refuses to start on it instead."""
         for name in (self._nc, self._ha1):
             if self._sht.sht_setxi(name, "\tprobe", 0, 1) < 0:
-                raise HtableError(
+                raise TableError(
                     f'htable {name!r} is not declared: modparam("htable", "htable", "{name}=>size=14;autoexpire=600")'
                 )
 
@@ -50,7 +46,7 @@ class KamailioTables:
 
     def claim(self, key: str, ident: str, lifetime: int) -> None:
         if self._sht.sht_setxs(self._nc, key, ident + "0" * NC_LEN, lifetime) < 0:
-            raise HtableError(f"htable {self._nc!r} could not record a nonce (shared memory full?)")
+            raise TableError(f"htable {self._nc!r} could not record a nonce (shared memory full?)")
 
     def advance_nc(self, key: str, ident: str, nc: int, lifetime: int, claimed: bool) -> bool:
         sht, table = self._sht, self._nc
@@ -61,7 +57,7 @@ class KamailioTables:
                 return False
             if sht.sht_setxs(table, key, ident + f"{nc:0{NC_LEN}x}", lifetime) < 0:
                 # not recorded (shared memory full): accepting would let the next replay through
-                raise HtableError(f"htable {table!r} could not record a nonce-count (shared memory full?)")
+                raise TableError(f"htable {table!r} could not record a nonce-count (shared memory full?)")
             return True
         finally:
             sht.sht_unlock(table, key)

@@ -13,9 +13,8 @@ from kamailio_auth_diameter import digest, group, outcome, settings
 from kamailio_auth_diameter.authorize import AuthContext
 from kamailio_auth_diameter.backend.contract import Environment
 from kamailio_auth_diameter.backend.ha1_source import FAILED, UNKNOWN, Fetched
-from kamailio_auth_diameter.backend.shared import MemoryTables
+from kamailio_auth_diameter.backend.shared import MemoryTables, TableError
 from kamailio_auth_diameter.backend.verify import VerifyBackend, read_secret
-from kamailio_auth_diameter.kamailio.htable import HtableError
 from kamailio_auth_diameter.settings import SettingsError
 from kamailio_auth_diameter.sip.credentials import parse_credentials
 from kamailio_auth_diameter.sip.uri import parse_uri
@@ -252,7 +251,7 @@ def test_a_nonce_count_that_cannot_be_recorded_is_500_not_a_pass(world, monkeypa
     b, _, _, logs = world
 
     def full(key: str, ident: str, nc: int, lifetime: int, claimed: bool) -> bool:
-        raise HtableError("htable 'authdia_nc' could not record a nonce-count (shared memory full?)")
+        raise TableError("htable 'authdia_nc' could not record a nonce-count (shared memory full?)")
 
     c = b.authorize(ctx(), False, 1, 0.0)
     monkeypatch.setattr(b._tables, "advance_nc", full)
