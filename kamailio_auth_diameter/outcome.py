@@ -11,6 +11,7 @@ script (RESULT_AVP): what a per-source failure counter needs to tell them apart.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 AUTHORIZED = 1
@@ -54,6 +55,8 @@ class ChallengeError(ValueError):
 # CR/LF/NUL would end or cut the header, and the others (VT, ESC, DEL, ...) break parsers
 # and terminals downstream. HTAB is linear white space, so it may stay.
 _CONTROLS = frozenset(range(0x20)) - {0x09} | {0x7F}
+# What may not stand inside a quoted challenge parameter: a quote, a backslash, any control.
+UNSAFE_IN_QUOTES = frozenset('"\\\x7f' + "".join(map(chr, range(0x20))))
 
 
 def challenge(proxy: bool, value: bytes, answered: bool = False) -> Outcome:
@@ -73,6 +76,14 @@ def challenge(proxy: bool, value: bytes, answered: bool = False) -> Outcome:
     except UnicodeDecodeError as exc:
         raise ChallengeError("challenge is not UTF-8") from exc
     label = ("stale" if "stale=true" in text.lower() else "refused") if answered else "challenged"
+    return challenges(proxy, (text,), label)
+
+
+def challenges(proxy: bool, values: Iterable[str], label: str, note: str = "") -> Outcome:
+    """401 with a WWW-Authenticate, or 407 with a Proxy-Authenticate, for each value (one
+    per algorithm where the proxy makes the challenge): values already known safe."""
+    name = "Proxy-Authenticate" if proxy else "WWW-Authenticate"
+    header = "".join(f"{name}: {value}\r\n" for value in values)
     if proxy:
-        return Outcome(407, "Proxy Authentication Required", AUTH_ERROR, f"Proxy-Authenticate: {text}\r\n", label=label)
-    return Outcome(401, "Unauthorized", AUTH_ERROR, f"WWW-Authenticate: {text}\r\n", label=label)
+        return Outcome(407, "Proxy Authentication Required", AUTH_ERROR, header, note, label)
+    return Outcome(401, "Unauthorized", AUTH_ERROR, header, note, label)

@@ -59,8 +59,8 @@ def first_ha1s(items: tuple[DigestHa1, ...], realm: str) -> dict[str, str]:
 class Rfc4740Ha1Source:
     def __init__(self, env: Environment) -> None:
         self._env = env
-        self._groups = Rfc4740Backend(env)  # the SAR, on its own connection as in rfc4740 mode
-        self._peer = self._groups.peer
+        self._groups = Rfc4740Backend(env)  # group checks: the SAR, as in rfc4740 mode
+        self._peer = self._groups.peer  # the HA1 MARs go over the same connections
 
     def configure(self, settings: Settings, deadline: float) -> None:
         self._groups.configure(settings, deadline)

@@ -28,7 +28,6 @@ REFUSED_RESULTS = frozenset(
         sip_app.RESULT_ERROR_IDENTITIES_DONT_MATCH,
     }
 )
-_UNSAFE_IN_QUOTES = frozenset('"\\\x7f' + "".join(map(chr, range(0x20))))  # a quote, a backslash, any control
 _REQUIRED_DIGEST = ("username", "realm", "nonce", "uri", "response")  # SIP-Authorization's {AVPs}
 
 
@@ -120,7 +119,7 @@ def challenge_value(c: sip_app.DigestChallenge) -> bytes | None:
         params.append(("qop", c.qop, True))
     parts = []
     for name, value, quoted in params:
-        if not value or _UNSAFE_IN_QUOTES & set(value) or (not quoted and (" " in value or "," in value)):
+        if not value or outcome.UNSAFE_IN_QUOTES & set(value) or (not quoted and (" " in value or "," in value)):
             return None
         parts.append(f'{name}="{value}"' if quoted else f"{name}={value}")
     return ("Digest " + ", ".join(parts)).encode()

@@ -42,7 +42,6 @@ from .shared import IDENT_LEN, SharedTables, TableError, cache_key, decode_ha1s,
 
 MIN_SECRET = 32  # bytes: the nonce secret is an HMAC-SHA256 key
 NC_GRACE = 5  # s the replay guard keeps a nonce's count past its expiry (our clock judges both)
-_UNSAFE_REALM = frozenset('"\\\x7f' + "".join(map(chr, range(0x20))))
 
 
 def read_secret(path: str) -> bytes:
@@ -64,6 +63,16 @@ def read_secret(path: str) -> bytes:
             f"head -c 48 /dev/urandom | base64 > {path}"
         )
     return secret
+
+
+# Our nonces' salt (nonce.py) is this Kamailio's instance (4 hex) and its replay-guard
+# slot (4 hex); the slot's record knows its nonce by the start of the nonce's MAC.
+def _slot_key(slot: str) -> str:
+    return f"s{slot}"
+
+
+def _ident(nonce: str) -> str:
+    return nonce[16 : 16 + IDENT_LEN]
 
 
 class VerifyBackend:
@@ -114,7 +123,7 @@ class VerifyBackend:
         nonces, tables = self._nonces, self._tables
         assert nonces is not None and tables is not None, "configure() first"
         realm = ctx.realm
-        if _UNSAFE_REALM.intersection(realm):
+        if outcome.UNSAFE_IN_QUOTES.intersection(realm):
             self._env.log(f"authorize: realm {realm!r} cannot go into a challenge")
             return outcome.SERVER_ERROR
         cred = ctx.credentials
@@ -125,7 +134,7 @@ class VerifyBackend:
             nonces, realm, cred.params, Target(ruri.user, ruri.host, ruri.port or None), self._algorithms
         )
         if isinstance(screened, DigestVerdict):
-            return self._challenge(ctx, proxy, "refused", note=f"authorize: {screened.reason}")
+            return self._challenge(ctx, proxy, "refused", note=screened.reason)
         username = cred.username
         if digest_check.split_username(username, cred.realm) is None:
             return outcome.forbidden(f"digest username {username!r} is not of realm {cred.realm!r}")
@@ -159,9 +168,9 @@ class VerifyBackend:
         nonce = screened.params["nonce"]
         lifetime = max(1, nonces.expiry(nonce) - int(nonces.clock()) + NC_GRACE)
         ours = nonce[8:12] == self._instance
-        key = f"s{nonce[12:16]}" if ours else nonce
+        key = _slot_key(nonce[12:16]) if ours else nonce
         try:
-            fresh_count = tables.advance_nc(key, nonce[16 : 16 + IDENT_LEN], screened.nc, lifetime, ours)
+            fresh_count = tables.advance_nc(key, _ident(nonce), screened.nc, lifetime, ours)
         except TableError as exc:
             self._env.log(f"authorize: {exc}")
             return outcome.SERVER_ERROR
@@ -210,16 +219,10 @@ class VerifyBackend:
         slot = f"{tables.next_slot():04x}"
         nonce = nonces.make(ctx.realm, self._instance + slot)
         try:
-            tables.claim(f"s{slot}", nonce[16 : 16 + IDENT_LEN], self._lifetime + NC_GRACE)
+            tables.claim(_slot_key(slot), _ident(nonce), self._lifetime + NC_GRACE)
         except TableError as exc:
             self._env.log(f"authorize: {exc}")
             return outcome.SERVER_ERROR
-        name = "Proxy-Authenticate" if proxy else "WWW-Authenticate"
         tail = ", stale=true" if stale else ""
-        header = "".join(
-            f'{name}: Digest realm="{ctx.realm}", nonce="{nonce}", qop="auth", algorithm={algorithm}{tail}\r\n'
-            for algorithm in offered
-        )
-        if proxy:
-            return outcome.Outcome(407, "Proxy Authentication Required", outcome.AUTH_ERROR, header, note, label)
-        return outcome.Outcome(401, "Unauthorized", outcome.AUTH_ERROR, header, note, label)
+        values = (f'Digest realm="{ctx.realm}", nonce="{nonce}", qop="auth", algorithm={a}{tail}' for a in offered)
+        return outcome.challenges(proxy, values, label, note)
