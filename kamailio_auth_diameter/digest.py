@@ -26,13 +26,15 @@ class UnsupportedAlgorithm(ValueError):
     """The credentials name an algorithm we cannot compute."""
 
 
+# upper-case token -> (hashlib name, is a -sess variant), every token we compute
+_TOKENS = {name + sess: (hash_name, bool(sess)) for name, hash_name in _HASHES.items() for sess in ("", "-SESS")}
+
+
 def _split_algorithm(algorithm: str) -> tuple[str, bool]:
-    token = (algorithm or "MD5").upper()
-    sess = token.endswith("-SESS")
-    base = token[:-5] if sess else token
-    if base not in _HASHES:
+    found = _TOKENS.get((algorithm or "MD5").upper())
+    if found is None:
         raise UnsupportedAlgorithm(f"unsupported digest algorithm {algorithm!r}")
-    return _HASHES[base], sess
+    return found
 
 
 def _h(hash_name: str, data: str) -> str:
@@ -47,7 +49,7 @@ def ha1(username: str, realm: str, password: str, algorithm: str = "MD5") -> str
     return _h(hash_name, f"{username}:{realm}:{password}")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: built per request, and frozen triples the cost
 class DigestInput:
     """The values of one Authorization header that enter the response computation."""
 

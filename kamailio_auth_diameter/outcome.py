@@ -20,9 +20,12 @@ STOP = 0
 RESULT_AVP = "$avp(auth_diameter)"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Outcome:
-    """A SIP reply to send (code 0: none) and the value the cfg script gets back."""
+    """A SIP reply to send (code 0: none) and the value the cfg script gets back.
+
+    Treated as immutable (PASS and the other constants are shared), but not frozen: a
+    challenge builds one per request, and frozen dataclasses cost three times as much."""
 
     code: int
     reason: str

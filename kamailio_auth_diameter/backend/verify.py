@@ -94,6 +94,7 @@ class VerifyBackend:
         self._algorithms: tuple[str, ...] = ()
         self._ttl = 0
         self._lifetime = 0
+        self._safe_realms: set[str] = set()  # realms known to fit a challenge's quotes: a few per proxy
 
     def configure(self, s: Settings, deadline: float) -> None:
         secret = read_secret(s.nonce_secret_file)
@@ -123,8 +124,7 @@ class VerifyBackend:
         nonces, tables = self._nonces, self._tables
         assert nonces is not None and tables is not None, "configure() first"
         realm = ctx.realm
-        if outcome.UNSAFE_IN_QUOTES.intersection(realm):
-            self._env.log(f"authorize: realm {realm!r} cannot go into a challenge")
+        if realm not in self._safe_realms and not self._safe_realm(realm):
             return outcome.SERVER_ERROR
         cred = ctx.credentials
         if cred is None:
@@ -181,6 +181,15 @@ class VerifyBackend:
             return self._challenge(ctx, proxy, "stale", ha1s, stale=True, note=note)
         return outcome.PASS
 
+    def _safe_realm(self, realm: str) -> bool:
+        """Whether ``realm`` can stand inside a challenge's quotes (logged if not)."""
+        if outcome.UNSAFE_IN_QUOTES.intersection(realm):
+            self._env.log(f"authorize: realm {realm!r} cannot go into a challenge")
+            return False
+        if len(self._safe_realms) < 1024:  # realms come from the cfg or To/From domains: stay bounded
+            self._safe_realms.add(realm)
+        return True
+
     def _judge(self, screened: Presented, ha1s: dict[str, str], method: str) -> Check | None:
         ha1 = ha1s.get(screened.algorithm)
         return digest_check.judge(screened, ha1, method) if ha1 is not None else None
@@ -215,7 +224,7 @@ class VerifyBackend:
         assert nonces is not None
         tables = self._tables
         assert tables is not None
-        offered = [a for a in self._algorithms if ha1s is None or a in ha1s] or list(self._algorithms)
+        offered = self._algorithms if ha1s is None else [a for a in self._algorithms if a in ha1s] or self._algorithms
         slot = f"{tables.next_slot():04x}"
         nonce = nonces.make(ctx.realm, self._instance + slot)
         try:

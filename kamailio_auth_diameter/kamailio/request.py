@@ -21,7 +21,10 @@ def read_auth_request(ksr: Any, method: str, proxy: bool, realm: str) -> tuple[S
     register = method == "REGISTER"
     count = pv.get(_COUNT[proxy]) or 0
     bodies: tuple[str, ...] = ()
-    if count:
+    if count == 1:  # nearly always: one header, read without building a generator
+        body = ksr.hdr.get_idx(_HEADER[proxy], 0)
+        bodies = (body,) if body is not None else ()
+    elif count:
         name, get_idx = _HEADER[proxy], ksr.hdr.get_idx
         bodies = tuple(
             b for b in (get_idx(name, i) for i in range(min(count, MAX_CREDENTIAL_HEADERS))) if b is not None

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 _LWS = " \t\r\n"
 # Kamailio stores only these; any other parameter is checked for syntax and dropped.
@@ -26,10 +26,10 @@ class CredentialsError(ValueError):
     """Digest credentials that cannot be parsed: the request gets 400 Bad Request."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: built per request, and frozen triples the cost
 class Credentials:
     raw: str  # the header body as received, for wire formats that forward it whole
-    params: dict[str, str] = field(hash=False)  # lower-case names, unquoted values
+    params: dict[str, str]  # lower-case names, unquoted values
 
     @property
     def username(self) -> str:
