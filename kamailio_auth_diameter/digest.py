@@ -6,9 +6,12 @@ from a Digest-HA1 later. Keeping one implementation means one set of test vector
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 # Algorithm token (upper-cased) -> hashlib name. The "-sess" variants share the
 # hash of their base algorithm.
@@ -19,34 +22,34 @@ _HASHES = {
 }
 # hashlib's named constructors cost half of hashlib.new(name) a call; a verifying proxy
 # hashes three times a request.
-_CONSTRUCTORS = {"md5": hashlib.md5, "sha256": hashlib.sha256}
+_CONSTRUCTORS: dict[str, Callable[[bytes], Any]] = {"md5": hashlib.md5, "sha256": hashlib.sha256}
 
 
 class UnsupportedAlgorithm(ValueError):
     """The credentials name an algorithm we cannot compute."""
 
 
-# upper-case token -> (hashlib name, is a -sess variant), every token we compute
-_TOKENS = {name + sess: (hash_name, bool(sess)) for name, hash_name in _HASHES.items() for sess in ("", "-SESS")}
+def _constructor(hash_name: str) -> Callable[[bytes], Any]:
+    return _CONSTRUCTORS.get(hash_name) or functools.partial(hashlib.new, hash_name)
 
 
-def _split_algorithm(algorithm: str) -> tuple[str, bool]:
+# upper-case token -> (hash constructor, is a -sess variant), for every token we compute
+_TOKENS = {
+    name + sess: (_constructor(hash_name), bool(sess)) for name, hash_name in _HASHES.items() for sess in ("", "-SESS")
+}
+
+
+def _split_algorithm(algorithm: str) -> tuple[Callable[[bytes], Any], bool]:
     found = _TOKENS.get((algorithm or "MD5").upper())
     if found is None:
         raise UnsupportedAlgorithm(f"unsupported digest algorithm {algorithm!r}")
     return found
 
 
-def _h(hash_name: str, data: str) -> str:
-    make = _CONSTRUCTORS.get(hash_name)
-    raw = data.encode("utf-8")
-    return (make(raw) if make is not None else hashlib.new(hash_name, raw)).hexdigest()
-
-
 def ha1(username: str, realm: str, password: str, algorithm: str = "MD5") -> str:
     """H(username:realm:password): what a store keeps instead of the password."""
-    hash_name, _ = _split_algorithm(algorithm)
-    return _h(hash_name, f"{username}:{realm}:{password}")
+    h, _ = _split_algorithm(algorithm)
+    return h(f"{username}:{realm}:{password}".encode()).hexdigest()
 
 
 @dataclass(slots=True)  # not frozen: built per request, and frozen triples the cost
@@ -69,19 +72,18 @@ def response(stored_ha1: str, d: DigestInput) -> str:
     qop "auth-int" needs the message body; the legacy wire format never carries it,
     so callers that cannot supply it should not offer auth-int.
     """
-    hash_name, sess = _split_algorithm(d.algorithm)
+    h, sess = _split_algorithm(d.algorithm)
     a1 = stored_ha1
     if sess:
-        a1 = _h(hash_name, f"{stored_ha1}:{d.nonce}:{d.cnonce}")
+        a1 = h(f"{stored_ha1}:{d.nonce}:{d.cnonce}".encode()).hexdigest()
     qop = d.qop.lower()
     if qop == "auth-int":
-        body_hash = hashlib.new(hash_name, d.body).hexdigest()
-        ha2 = _h(hash_name, f"{d.method}:{d.uri}:{body_hash}")
+        ha2 = h(f"{d.method}:{d.uri}:{h(d.body).hexdigest()}".encode()).hexdigest()
     else:
-        ha2 = _h(hash_name, f"{d.method}:{d.uri}")
+        ha2 = h(f"{d.method}:{d.uri}".encode()).hexdigest()
     if qop in ("auth", "auth-int"):
-        return _h(hash_name, f"{a1}:{d.nonce}:{d.nc}:{d.cnonce}:{qop}:{ha2}")
-    return _h(hash_name, f"{a1}:{d.nonce}:{ha2}")
+        return h(f"{a1}:{d.nonce}:{d.nc}:{d.cnonce}:{qop}:{ha2}".encode()).hexdigest()
+    return h(f"{a1}:{d.nonce}:{ha2}".encode()).hexdigest()
 
 
 def check(stored_ha1: str, d: DigestInput, given: str) -> bool:

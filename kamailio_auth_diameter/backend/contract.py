@@ -47,6 +47,12 @@ class Backend(Protocol):
     def authorize(self, ctx: AuthContext, proxy: bool, msgid: int, start: float) -> Outcome:
         """The outcome of diameter_www_authorize (proxy False) or _proxy_authorize."""
 
+    def challenge(self, realm: str, proxy: bool) -> Outcome | None:
+        """The reply to a request without credentials for the script's ``realm``, when
+        this mode challenges without the server; None: plan and authorize as usual.
+        Such a reply needs nothing else from the request, so the plugin reads nothing
+        else: half of every flow is a first, unauthenticated request."""
+
     def is_user_in(self, ctx: GroupContext, group: str, msgid: int, start: float) -> int:
         """diameter_is_user_in's return code: group.USER_IN or group.ERROR."""
 

@@ -49,6 +49,9 @@ class LegacyBackend:
     def close(self, deadline: float | None) -> None:
         self._transport.close()
 
+    def challenge(self, realm: str, proxy: bool) -> None:
+        return None  # the server makes the challenges
+
     def authorize(self, ctx: AuthContext, proxy: bool, msgid: int, start: float) -> Outcome:
         log = self._env.log
         try:

@@ -136,6 +136,9 @@ class Rfc4740Backend:
     def close(self, deadline: float | None) -> None:
         self.peer.close(deadline)
 
+    def challenge(self, realm: str, proxy: bool) -> None:
+        return None  # the server makes the challenges
+
     def authorize(self, ctx: AuthContext, proxy: bool, msgid: int, start: float) -> Outcome:
         log, peer = self._env.log, self.peer
         try:

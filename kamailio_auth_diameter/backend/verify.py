@@ -115,6 +115,11 @@ class VerifyBackend:
     def close(self, deadline: float | None) -> None:
         self._source.close(deadline)
 
+    def challenge(self, realm: str, proxy: bool) -> Outcome:
+        if realm not in self._safe_realms and not self._safe_realm(realm):
+            return outcome.SERVER_ERROR
+        return self._challenge(realm, proxy, "challenged")
+
     def is_user_in(self, ctx: GroupContext, group_name: str, msgid: int, start: float) -> int:
         return self._source.is_user_in(ctx, group_name, start)
 
@@ -128,13 +133,13 @@ class VerifyBackend:
             return outcome.SERVER_ERROR
         cred = ctx.credentials
         if cred is None:
-            return self._challenge(ctx, proxy, "challenged")
+            return self._challenge(realm, proxy, "challenged")
         ruri = ctx.ruri
         screened = digest_check.screen(
             nonces, realm, cred.params, Target(ruri.user, ruri.host, ruri.port or None), self._algorithms
         )
         if isinstance(screened, DigestVerdict):
-            return self._challenge(ctx, proxy, "refused", note=screened.reason)
+            return self._challenge(realm, proxy, "refused", note=screened.reason)
         username = cred.username
         if digest_check.split_username(username, cred.realm) is None:
             return outcome.forbidden(f"digest username {username!r} is not of realm {cred.realm!r}")
@@ -152,7 +157,7 @@ class VerifyBackend:
             self._env.events(metrics.HA1_CACHE_HIT)
         check = self._judge(screened, ha1s, ctx.method)
         if check is None:  # the UA chose an algorithm the server has no HA1 for
-            return self._challenge(ctx, proxy, "refused", ha1s)
+            return self._challenge(realm, proxy, "refused", ha1s)
         if check is Check.WRONG and not fresh:
             self._env.events(metrics.HA1_REFETCH)
             fetched = self._fetch(ctx, username, key, start)  # a changed password takes effect now
@@ -162,9 +167,9 @@ class VerifyBackend:
                 ha1s = fetched
                 check = self._judge(screened, ha1s, ctx.method)
         if check is Check.STALE:
-            return self._challenge(ctx, proxy, "stale", ha1s, stale=True)
+            return self._challenge(realm, proxy, "stale", ha1s, stale=True)
         if check is not Check.AUTHENTICATED:
-            return self._challenge(ctx, proxy, "refused", ha1s)
+            return self._challenge(realm, proxy, "refused", ha1s)
         nonce = screened.params["nonce"]
         lifetime = max(1, nonces.expiry(nonce) - int(nonces.clock()) + NC_GRACE)
         ours = nonce[8:12] == self._instance
@@ -178,7 +183,7 @@ class VerifyBackend:
             self._env.events(metrics.REPLAY)
             why = "not above the last, or its nonce's slot was taken over"
             note = f"replayed response for {username!r} (nc {screened.params['nc']} {why})"
-            return self._challenge(ctx, proxy, "stale", ha1s, stale=True, note=note)
+            return self._challenge(realm, proxy, "stale", ha1s, stale=True, note=note)
         return outcome.PASS
 
     def _safe_realm(self, realm: str) -> bool:
@@ -210,7 +215,7 @@ class VerifyBackend:
 
     def _challenge(
         self,
-        ctx: AuthContext,
+        realm: str,
         proxy: bool,
         label: str,
         ha1s: dict[str, str] | None = None,
@@ -226,12 +231,12 @@ class VerifyBackend:
         assert tables is not None
         offered = self._algorithms if ha1s is None else [a for a in self._algorithms if a in ha1s] or self._algorithms
         slot = f"{tables.next_slot():04x}"
-        nonce = nonces.make(ctx.realm, self._instance + slot)
+        nonce = nonces.make(realm, self._instance + slot)
         try:
             tables.claim(_slot_key(slot), _ident(nonce), self._lifetime + NC_GRACE)
         except TableError as exc:
             self._env.log(f"authorize: {exc}")
             return outcome.SERVER_ERROR
         tail = ", stale=true" if stale else ""
-        values = (f'Digest realm="{ctx.realm}", nonce="{nonce}", qop="auth", algorithm={a}{tail}' for a in offered)
+        values = (f'Digest realm="{realm}", nonce="{nonce}", qop="auth", algorithm={a}{tail}' for a in offered)
         return outcome.challenges(proxy, values, label, note)

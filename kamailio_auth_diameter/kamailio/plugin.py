@@ -22,7 +22,7 @@ from ..transport.resolve import local_fqdn
 from ..transport.stream import RequestTooLarge
 from . import cfgfile
 from .config import CfgSettings
-from .request import read_auth_request
+from .request import credentials_count, read_auth_request
 from .stats import KsrStatistics
 
 _LOG_REPEAT_S = 5.0
@@ -115,7 +115,15 @@ class AuthDiameter:
         settings = self._cfg.refresh()
         if settings is None:
             return outcome.SERVER_ERROR
-        req, msgid = read_auth_request(ksr, method, proxy, realm)
+        count = credentials_count(ksr, proxy)
+        if not count and realm:
+            chosen = self._backend_for(settings, start)
+            if chosen is None:
+                return outcome.SERVER_ERROR
+            challenged = chosen.challenge(realm, proxy)
+            if challenged is not None:
+                return challenged
+        req, msgid = read_auth_request(ksr, method, proxy, realm, count)
         plan = authorize.plan(req, realm, proxy, bool(settings.identity_check))
         if isinstance(plan, Outcome):
             return plan

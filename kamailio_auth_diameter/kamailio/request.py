@@ -11,15 +11,21 @@ _COUNT = {proxy: f"$hdrc({name})" for proxy, name in _HEADER.items()}
 MAX_CREDENTIAL_HEADERS = 16  # more is hostile; Kamailio would parse them all, we stop here
 
 
-def read_auth_request(ksr: Any, method: str, proxy: bool, realm: str) -> tuple[SipRequest, int]:
-    """The SipRequest of an authorize call and Kamailio's message id ($mi).
+def credentials_count(ksr: Any, proxy: bool) -> int:
+    """How many Authorization (www) or Proxy-Authorization headers the request has: read
+    first, as a mode that challenges without the server needs nothing else when it is 0."""
+    return ksr.pv.get(_COUNT[proxy]) or 0
+
+
+def read_auth_request(ksr: Any, method: str, proxy: bool, realm: str, count: int) -> tuple[SipRequest, int]:
+    """The SipRequest of an authorize call and Kamailio's message id ($mi); ``count``:
+    what credentials_count said.
 
     From and To are read only when authorize.plan will look at them: To for REGISTER
     (the identity, and the www realm), From otherwise or for a proxy realm on REGISTER.
     """
     pv = ksr.pv
     register = method == "REGISTER"
-    count = pv.get(_COUNT[proxy]) or 0
     bodies: tuple[str, ...] = ()
     if count == 1:  # nearly always: one header, read without building a generator
         body = ksr.hdr.get_idx(_HEADER[proxy], 0)
