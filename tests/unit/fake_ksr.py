@@ -86,6 +86,54 @@ class _Statistics:
         return 1
 
 
+class _Htable:
+    """KSR.htable over ``ksr.tables`` ({(table, key): value}), with htable's return codes;
+    tables outside ``ksr.table_names`` do not exist. No expiry: tests do not wait."""
+
+    def __init__(self, ksr: FakeKSR) -> None:
+        self._ksr = ksr
+
+    def _known(self, table: str) -> bool:
+        return table in self._ksr.table_names
+
+    def sht_setxi(self, table: str, key: str, value: int, expire: int) -> int:
+        self._ksr.calls.append(("htable.sht_setxi", table, key))
+        if not self._known(table):
+            return -1
+        self._ksr.tables[(table, key)] = value
+        return 0
+
+    def sht_setxs(self, table: str, key: str, value: str, expire: int) -> int:
+        self._ksr.calls.append(("htable.sht_setxs", table, key))
+        if not self._known(table):
+            return -1
+        self._ksr.tables[(table, key)] = value
+        return 1
+
+    def sht_get(self, table: str, key: str) -> object:
+        self._ksr.calls.append(("htable.sht_get", table, key))
+        return self._ksr.tables.get((table, key))
+
+    def sht_rm(self, table: str, key: str) -> int:
+        self._ksr.calls.append(("htable.sht_rm", table, key))
+        self._ksr.tables.pop((table, key), None)
+        return 1
+
+    def sht_inc(self, table: str, key: str) -> int:
+        self._ksr.calls.append(("htable.sht_inc", table, key))
+        value = self._ksr.tables.get((table, key))
+        if not isinstance(value, int):
+            return -255
+        self._ksr.tables[(table, key)] = value + 1
+        return value + 1
+
+    def sht_lock(self, table: str, key: str) -> int:
+        return 1
+
+    def sht_unlock(self, table: str, key: str) -> int:
+        return 1
+
+
 class FakeKSR:
     """The parts of app_python3's KSR the plugin uses, recording every call.
 
@@ -106,6 +154,9 @@ class FakeKSR:
         self.stats: dict[str, int] = {}  # the counters of group script
         self.declared: set[str] | None = None  # the counters the cfg declares; None: any
         self.statistics = _Statistics(self)
+        self.tables: dict[tuple[str, str], object] = {}  # htable items
+        self.table_names = {"authdia_nc", "authdia_ha1"}  # the htables the cfg declares
+        self.htable = _Htable(self)
         self.pv = _PV(self)
         self.hdr = _Hdr(self)
         self.sl = _SL(self)
