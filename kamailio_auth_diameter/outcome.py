@@ -11,7 +11,7 @@ script (RESULT_AVP): what a per-source failure counter needs to tell them apart.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 AUTHORIZED = 1
@@ -82,11 +82,11 @@ def challenge(proxy: bool, value: bytes, answered: bool = False) -> Outcome:
     return challenges(proxy, (text,), label)
 
 
-def challenges(proxy: bool, values: Iterable[str], label: str, note: str = "") -> Outcome:
+def challenges(proxy: bool, values: Sequence[str], label: str, note: str = "") -> Outcome:
     """401 with a WWW-Authenticate, or 407 with a Proxy-Authenticate, for each value (one
     per algorithm where the proxy makes the challenge): values already known safe."""
-    name = "Proxy-Authenticate" if proxy else "WWW-Authenticate"
-    header = "".join(f"{name}: {value}\r\n" for value in values)
+    name = "Proxy-Authenticate: " if proxy else "WWW-Authenticate: "
+    header = name + ("\r\n" + name).join(values) + "\r\n"  # no generator: half of all flows come here
     if proxy:
         return Outcome(407, "Proxy Authentication Required", AUTH_ERROR, header, note, label)
     return Outcome(401, "Unauthorized", AUTH_ERROR, header, note, label)

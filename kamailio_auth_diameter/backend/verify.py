@@ -238,5 +238,5 @@ class VerifyBackend:
             self._env.log(f"authorize: {exc}")
             return outcome.SERVER_ERROR
         tail = ", stale=true" if stale else ""
-        values = (f'Digest realm="{realm}", nonce="{nonce}", qop="auth", algorithm={a}{tail}' for a in offered)
-        return outcome.challenges(proxy, values, label, note)
+        head = f'Digest realm="{realm}", nonce="{nonce}", qop="auth", algorithm='
+        return outcome.challenges(proxy, [head + a + tail for a in offered], label, note)
