@@ -40,7 +40,9 @@ class State(enum.Enum):
     OPEN = "open"
 
 
-@dataclass(frozen=True, slots=True)
+# Built per exchange: a plain slotted dataclass, treated as immutable (frozen ones cost a
+# Kamailio worker three times as much to build; bench/README.md, "A leaner warm path").
+@dataclass(slots=True)
 class Received:
     """What one frame meant: an answer for the caller, and/or bytes to send back."""
 
