@@ -67,7 +67,11 @@ MODES = {
     "rfc4740-fd": ("plugin, RFC 4740 via freeDiameter", h.EXAMPLE_CFG, True),
     "verify": ("plugin verifies, HA1 cached (rfc4740-ha1)", h.EXAMPLE_CFG, True),
     "verify-cold": ("plugin verifies, no cache: a MAR a flow", h.EXAMPLE_CFG, True),
+    # the road not taken: Kamailio's auth module checks in C (bench/auth_module_handler.py)
+    "auth-module": ("auth module checks, HA1 cached (MD5)", h.EXAMPLE_CFG, False),
 }
+# what the auth-module mode loads: nonces with a nonce-count guard, qop=auth (its secret is random)
+AUTH_MODULE_ARGS = ("--loadmodule=auth.so", "--modparam=auth:nonce_count:i:1", "--modparam=auth:qop:s:auth")
 STANDARD_MODES = "noauth,plugin,rfc4740,rfc4740-fd"
 ORIGIN_HOST = "kamailio.example.com"
 USER, DOMAIN, PASSWORD = "alice", "example.com", "secret"
@@ -333,6 +337,9 @@ def run_mode(mode: str, nproc: int, args: argparse.Namespace, work: Path, ceilin
     defines = {"CHILDREN": str(args.children)}
     if mode in ("plugin", "rfc4740", "verify", "verify-cold") and args.handler:
         defines["AUTH_DIAMETER_HANDLER"] = f'"{Path(args.handler).resolve()}"'
+    if mode == "auth-module":
+        defines["AUTH_DIAMETER_HANDLER"] = f'"{BENCH / "auth_module_handler.py"}"'
+        extra += AUTH_MODULE_ARGS
     if uses_server:
         verify = mode.startswith("verify")
         rfc4740 = mode.startswith("rfc4740") or verify
@@ -505,13 +512,14 @@ def ratios(results: list[Result]) -> list[str]:
         pairs = (
             ("rfc4740", "plugin"), ("rfc4740", "c"), ("rfc4740-fd", "rfc4740"), ("rfc4740-fd", "c"),
             ("verify", "c"), ("verify-cold", "c"), ("verify", "plugin"),
+            ("auth-module", "c"), ("verify", "auth-module"),
         )  # fmt: skip
         for mode, base_mode in pairs:
             r, b = pick(mode, nproc), pick(base_mode, nproc)
             if r and b and r.flows and b.flows and b.rate:
                 cpu = r.per_flow(r.kam_cpu_us) / b.per_flow(b.kam_cpu_us)
                 out.append(f"{mode}/{base_mode}{tag}: flows/s {r.rate / b.rate:.2f}, Kamailio CPU per flow {cpu:.2f}")
-        for mode in ("rfc4740", "rfc4740-fd", "verify", "verify-cold"):
+        for mode in ("rfc4740", "rfc4740-fd", "verify", "verify-cold", "auth-module"):
             r = pick(mode, nproc)
             if r and r.flows and noauth and noauth.rate:
                 out.append(f"{mode}/no-auth flows/s{tag}: {r.rate / noauth.rate:.2f}")
