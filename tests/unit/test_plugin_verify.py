@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 from fake_ksr import FakeKSR
-from test_plugin import Make, make  # noqa: F401 - the fixture
 
 from kamailio_auth_diameter import digest
 from kamailio_auth_diameter.backend.shared import cache_key
+from kamailio_auth_diameter.kamailio import cfgfile, plugin
 from kamailio_auth_diameter.kamailio.plugin import AuthDiameter
 
 REALM = "example.com"
@@ -37,7 +37,8 @@ def ksr() -> FakeKSR:
 
 
 @pytest.fixture
-def p(make: Make, ksr: FakeKSR, secret: str) -> AuthDiameter:  # noqa: F811 - the fixture
+def p(ksr: FakeKSR, secret: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AuthDiameter:
+    """The plugin as create() builds it from a cfg file declaring these settings."""
     values = {
         "protocol": "rfc4740-ha1",
         "nonce_secret_file": secret,
@@ -45,7 +46,12 @@ def p(make: Make, ksr: FakeKSR, secret: str) -> AuthDiameter:  # noqa: F811 - th
         "origin_host": "kamailio.example.com",
         "origin_realm": REALM,
     }
-    return make(ksr, values)
+    cfg = tmp_path / "kamailio.cfg"
+    lines = "".join(f'auth_diameter.{name} = "{value}" desc "{name}"\n' for name, value in values.items())
+    cfg.write_text(f"#!KAMAILIO\n{lines}request_route {{\n}}\n")
+    monkeypatch.setattr(cfgfile, "read_own_command_line", lambda: ["kamailio", "-f", str(cfg), "-DD"])
+    ksr.cfg = dict(values)
+    return plugin.create(ksr)
 
 
 def register(ksr: FakeKSR, authorization: list[str] | None = None, to: str = "sip:alice@example.com") -> None:
