@@ -12,14 +12,12 @@ several-fold, and recv includes the wait for the server: read them as proportion
 
 import cProfile
 import glob
-import importlib.util
 import os
 import pstats
 import sys
 
-_REAL = os.path.join(
-    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "kamailio_auth_diameter", "kamailio", "handler.py"
-)
+import real_handler  # bench/real_handler.py: this directory is first on sys.path
+
 DUMP_EVERY = 5000
 
 
@@ -49,10 +47,7 @@ class Profiled:
 
 
 def mod_init():
-    spec = importlib.util.spec_from_file_location("_auth_diameter_real_handler", _REAL)
-    real = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(real)
-    return Profiled(real.mod_init())
+    return Profiled(real_handler.mod_init())
 
 
 if __name__ == "__main__":

@@ -11,16 +11,13 @@ tight loop outside Kamailio says (four workers and sipp share two cores, so each
 starts with cold caches), and only a measurement in the worker shows that.
 """
 
-import importlib.util
 import os
 import time
 
 import KSR  # provided by app_python3
+import real_handler  # bench/real_handler.py: this directory is first on sys.path
 
-_REAL = os.path.join(
-    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "kamailio_auth_diameter", "kamailio", "handler.py"
-)
-EVERY = 20000
+EVERY = int(os.environ.get("TIMING_EVERY", "20000"))
 
 
 def _summary(values):
@@ -61,7 +58,4 @@ class Timed:
 
 
 def mod_init():
-    spec = importlib.util.spec_from_file_location("_auth_diameter_real_handler", _REAL)
-    real = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(real)
-    return Timed(real.mod_init())
+    return Timed(real_handler.mod_init())

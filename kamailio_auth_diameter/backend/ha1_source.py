@@ -24,9 +24,7 @@ from .contract import Environment
 from .rfc4740 import REFUSED_RESULTS, Rfc4740Backend, aor
 
 
-# Built per exchange: a plain slotted dataclass, treated as immutable (frozen ones cost a
-# Kamailio worker three times as much to build; bench/README.md, "A leaner warm path").
-@dataclass(slots=True)
+@dataclass(slots=True)  # not frozen: built per exchange, and frozen triples the cost (bench/README.md)
 class Fetched:
     """HA1s by algorithm ("MD5", "SHA-256"); none with ``unknown``: the server does not
     know the user (403); none without it: we could not tell (logged; 500)."""

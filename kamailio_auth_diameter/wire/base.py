@@ -300,9 +300,7 @@ def required_unsigned(avps: Sequence[Avp], code: int) -> int:
     return value
 
 
-# Built per exchange: a plain slotted dataclass, treated as immutable (frozen ones cost a
-# Kamailio worker three times as much to build; bench/README.md, "A leaner warm path").
-@dataclass(slots=True)
+@dataclass(slots=True)  # not frozen: built per exchange, and frozen triples the cost (bench/README.md)
 class AnswerInfo:
     """The base part of a received answer: which request it answers and who sent it."""
 

@@ -81,9 +81,7 @@ _MV = base.AVP_FLAG_MANDATORY  # pack_avp adds V for a vendor
 _V_ONLY = 0  # TS 29.229: M must not be set (SIP-Digest-Authenticate, Alternate-Digest-*)
 
 
-# Built per exchange: a plain slotted dataclass, treated as immutable (frozen ones cost a
-# Kamailio worker three times as much to build; bench/README.md, "A leaner warm path").
-@dataclass(slots=True)
+@dataclass(slots=True)  # not frozen: built per exchange, and frozen triples the cost (bench/README.md)
 class MultimediaAuthRequest:
     session_id: str
     origin_host: str

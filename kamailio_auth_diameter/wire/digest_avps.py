@@ -39,9 +39,7 @@ HEX_LENGTHS = {MD5: 32, SHA_256: 64}
 _HEX = re.compile(r"[0-9A-Fa-f]+")
 
 
-# Built per exchange: a plain slotted dataclass, treated as immutable (frozen ones cost a
-# Kamailio worker three times as much to build; bench/README.md, "A leaner warm path").
-@dataclass(slots=True)
+@dataclass(slots=True)  # not frozen: built per exchange, and frozen triples the cost (bench/README.md)
 class DigestHa1:
     """One H(A1) of a user, with what a challenge built on it must say."""
 

@@ -85,9 +85,7 @@ RESULT_ERROR_NOT_SUPPORTED_USER_DATA = 5040
 GROUPS_USER_DATA_TYPE = "groups"
 
 
-# Built per exchange: a plain slotted dataclass, treated as immutable (frozen ones cost a
-# Kamailio worker three times as much to build; bench/README.md, "A leaner warm path").
-@dataclass(slots=True)
+@dataclass(slots=True)  # not frozen: built per exchange, and frozen triples the cost (bench/README.md)
 class DigestChallenge:
     """SIP-Authenticate (RFC 4740 §9.5): what goes into WWW-/Proxy-Authenticate, unquoted."""
 

@@ -3,7 +3,6 @@ nonces, the replay guard and the HA1 cache, in the shared-tables contract's memo
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
@@ -55,14 +54,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
-
-
-@pytest.fixture
-def secret(tmp_path: Path) -> str:
-    path = tmp_path / "nonce.key"
-    path.write_bytes(os.urandom(48).hex().encode())
-    path.chmod(0o600)
-    return str(path)
 
 
 @pytest.fixture

@@ -76,24 +76,6 @@ def server(script: Script) -> Iterator[FakeLegacyServer]:
 
 
 @pytest.fixture
-def make(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Make:
-    """make(ksr, settings) -> the plugin, built by create() with those settings declared in the cfg file."""
-
-    def factory(ksr: FakeKSR, values: dict[str, object], file_values: dict[str, object] | None = None) -> AuthDiameter:
-        lines = []
-        for name, value in (values if file_values is None else file_values).items():
-            literal = f'"{value}"' if isinstance(value, str) else str(value)
-            lines.append(f'auth_diameter.{name} = {literal} desc "{name}"')
-        path = tmp_path / "kamailio.cfg"
-        path.write_text("#!KAMAILIO\n" + "\n".join(lines) + "\nrequest_route {\n}\n")
-        monkeypatch.setattr(cfgfile, "read_own_command_line", lambda: ["kamailio", "-f", str(path), "-DD"])
-        ksr.cfg = dict(values)
-        return plugin.create(ksr)
-
-    return factory
-
-
-@pytest.fixture
 def make_text(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Make:
     """make_text(ksr, cfg_text) -> the plugin, built by create() from that kamailio.cfg text."""
 

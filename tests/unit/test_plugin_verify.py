@@ -4,29 +4,19 @@ tests/real/test_verify_in_proxy.py runs the same with Kamailio, sipp and a serve
 
 from __future__ import annotations
 
-import os
 import re
-from pathlib import Path
+from collections.abc import Callable
 
 import pytest
 from fake_ksr import FakeKSR
 
 from kamailio_auth_diameter import digest
 from kamailio_auth_diameter.backend.shared import cache_key
-from kamailio_auth_diameter.kamailio import cfgfile, plugin
 from kamailio_auth_diameter.kamailio.plugin import AuthDiameter
 
 REALM = "example.com"
 HA1 = digest.ha1("alice", REALM, "secret")
 NONCE = re.compile(r'nonce="([0-9a-f]{48})"')
-
-
-@pytest.fixture
-def secret(tmp_path: Path) -> str:
-    path = tmp_path / "nonce.key"
-    path.write_bytes(os.urandom(48).hex().encode())
-    path.chmod(0o600)
-    return str(path)
 
 
 @pytest.fixture
@@ -37,8 +27,7 @@ def ksr() -> FakeKSR:
 
 
 @pytest.fixture
-def p(ksr: FakeKSR, secret: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AuthDiameter:
-    """The plugin as create() builds it from a cfg file declaring these settings."""
+def p(make: Callable[..., AuthDiameter], ksr: FakeKSR, secret: str) -> AuthDiameter:
     values = {
         "protocol": "rfc4740-ha1",
         "nonce_secret_file": secret,
@@ -46,12 +35,7 @@ def p(ksr: FakeKSR, secret: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
         "origin_host": "kamailio.example.com",
         "origin_realm": REALM,
     }
-    cfg = tmp_path / "kamailio.cfg"
-    lines = "".join(f'auth_diameter.{name} = "{value}" desc "{name}"\n' for name, value in values.items())
-    cfg.write_text(f"#!KAMAILIO\n{lines}request_route {{\n}}\n")
-    monkeypatch.setattr(cfgfile, "read_own_command_line", lambda: ["kamailio", "-f", str(cfg), "-DD"])
-    ksr.cfg = dict(values)
-    return plugin.create(ksr)
+    return make(ksr, values)
 
 
 def register(ksr: FakeKSR, authorization: list[str] | None = None, to: str = "sip:alice@example.com") -> None:
