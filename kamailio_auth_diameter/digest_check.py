@@ -124,17 +124,10 @@ def judge(presented: Presented, ha1: str, method: str) -> Check:
     """Step 3: WRONG, STALE (correct but the nonce expired), or AUTHENTICATED, which
     the caller confirms only once it has recorded the nonce-count (a count not above
     the last makes it STALE: a replay)."""
-    p = presented.params
-    d = digest.DigestInput(
-        method=method,
-        uri=p.get("uri", ""),
-        nonce=p["nonce"],
-        algorithm=presented.algorithm,
-        qop=p["qop"],
-        nc=p["nc"],
-        cnonce=p["cnonce"],
-    )
-    if not digest.check(ha1, d, p.get("response", "")):
+    p = presented.params  # screen() saw qop=auth
+    if not digest.check_auth(
+        ha1, presented.algorithm, method, p.get("uri", ""), p["nonce"], p["nc"], p["cnonce"], p.get("response", "")
+    ):
         return Check.WRONG
     if presented.nonce_state is NonceState.STALE:
         return Check.STALE

@@ -118,19 +118,20 @@ class Recorder:
         names = [name for _, name in RTT_BOUNDS] + [RTT_COUNT]
         self._cumulative = tuple(tuple(names[i:]) for i in range(len(names)))
         self._outcomes = dict(OUTCOME_COUNTERS)
+        # events counted in one counter go straight to Sink.add: a cache hit is one a request
+        self._single = {event: names[0] for event, names in EVENT_COUNTERS.items() if len(names) == 1}
 
     def event(self, event: str, seconds: float = 0.0) -> None:
         """What the transports and backends call (backend.Environment.events). An event
         without a mapping is a counter name of its own: a new mode may count what it
         likes (cache hits, replays) without a change here, once the cfg declares it."""
-        if event == ANSWER:
+        single = self._single.get(event)
+        if single is not None:
+            self._sink.add(single, 1)
+        elif event == ANSWER:
             self.answer(seconds)
-            return
-        names = EVENT_COUNTERS.get(event)
-        if names is None:
-            self._sink.add(event, 1)
         else:
-            self._sink.add_one_each(names)
+            self._sink.add_one_each(EVENT_COUNTERS.get(event, (event,)))
 
     def answer(self, seconds: float) -> None:
         """One answer that took ``seconds`` from its request's send."""

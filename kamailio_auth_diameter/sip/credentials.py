@@ -20,6 +20,7 @@ from dataclasses import dataclass
 _LWS = " \t\r\n"
 # Kamailio stores only these; any other parameter is checked for syntax and dropped.
 _KNOWN = frozenset(("username", "realm", "nonce", "uri", "response", "cnonce", "opaque", "qop", "nc", "algorithm"))
+_AS_SENT = {name: name for name in _KNOWN}  # the usual spelling, found without rstrip() and lower()
 
 
 class CredentialsError(ValueError):
@@ -55,15 +56,18 @@ def parse_credentials(body: str) -> Credentials | None:
         return None
     params: dict[str, str] = {}
     pos, end = m.end(), len(body)
-    match = _PARAM.match
+    match, as_sent = _PARAM.match, _AS_SENT
     while True:
         m = match(body, pos)
         if m is None:
             raise CredentialsError(f"malformed parameter at offset {pos}: {body[pos : pos + 30]!r}")
         name, quoted, token, comma = m.groups()
-        name = name.rstrip(_LWS).lower()
-        if name in _KNOWN:
-            params[name] = token if quoted is None else quoted
+        known = as_sent.get(name)
+        if known is None:
+            name = name.rstrip(_LWS).lower()
+            known = name if name in _KNOWN else None
+        if known is not None:
+            params[known] = token if quoted is None else quoted
         if comma is None:
             return Credentials(raw=body, params=params)
         pos = m.end()

@@ -158,3 +158,19 @@ def test_response_and_ha1_raise_on_unsupported_algorithm(algorithm: str) -> None
 
 def test_unsupported_algorithm_is_a_value_error() -> None:
     assert issubclass(UnsupportedAlgorithm, ValueError)
+
+
+@pytest.mark.parametrize("algorithm", ["MD5", "SHA-256", "MD5-SESS", "SHA-256-SESS", "SHA-512-256", "SHA-1"])
+@pytest.mark.parametrize("given", [None, "upper", "wrong", "\u0130" * 32])
+def test_check_auth_says_what_check_says(algorithm: str, given: str | None) -> None:
+    """check_auth, the verifying proxy's shortcut for qop=auth, against the general check
+    for every algorithm token, including those it hands over to check."""
+    d = _rfc7616_input(algorithm)
+    try:
+        right = digest.response(RFC2617_HA1, d)
+    except UnsupportedAlgorithm:
+        right = "0" * 32
+    text = {None: right, "upper": right.upper(), "wrong": right[:-1] + "x"}.get(given, given)
+    expected = digest.check(RFC2617_HA1, d, text)
+    assert digest.check_auth(RFC2617_HA1, algorithm, d.method, d.uri, d.nonce, d.nc, d.cnonce, text) is expected
+    assert expected is (given in (None, "upper") and algorithm != "SHA-1")
