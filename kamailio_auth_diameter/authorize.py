@@ -77,7 +77,7 @@ def plan(req: SipRequest, realm: str, proxy: bool, check_identity: bool = False)
         ruri = parse_uri(req.ruri)
     except UriError:
         return outcome.NO_REPLY_ERROR
-    if cred is not None and cred.realm.lower() != identity.host.lower():
+    if cred is not None and cred.realm != identity.host and cred.realm.lower() != identity.host.lower():
         return outcome.NO_REPLY_ERROR
     if check_identity and cred is not None and not _is_identity(cred.username, identity):
         header = "To" if register else "From"
@@ -91,7 +91,7 @@ def _is_identity(username: str, identity: SipUri) -> bool:
     """``alice`` or ``alice@example.com`` is the user of sip:alice@example.com: user parts
     equal (case-sensitive, as SIP compares them), a domain if given equal ignoring case."""
     user, at, domain = username.partition("@")
-    return user == identity.user and (not at or domain.lower() == identity.host.lower())
+    return user == identity.user and (not at or domain == identity.host or domain.lower() == identity.host.lower())
 
 
 def result_outcome(result: Result, challenge: bytes | None, proxy: bool, answered: bool = False) -> Outcome:

@@ -88,14 +88,15 @@ def screen(
         offered = " or ".join(algorithms) + (" were" if len(algorithms) > 1 else " was")
         return DigestVerdict(Check.UNUSABLE, f"algorithm {given!r} where {offered} offered")
     nc = params.get("nc", "")
-    if not _NONCE_COUNT.fullmatch(nc) or int(nc, 16) == 0:
+    count = int(nc, 16) if _NONCE_COUNT.fullmatch(nc) else 0
+    if not count:
         return DigestVerdict(Check.UNUSABLE, f"nonce-count {nc!r} is not 8 hex digits from 00000001")
     if not params.get("cnonce"):
         return DigestVerdict(Check.UNUSABLE, "no cnonce")
     uri = params.get("uri", "")
     if target is not None and not names(uri, target):
         return DigestVerdict(Check.UNUSABLE, f"digest uri {uri!r} is not the request's ({target.user}@{target.host})")
-    return Presented(params, state, int(nc, 16), algorithm)
+    return Presented(params, state, count, algorithm)
 
 
 def names(uri: str, target: Target) -> bool:
@@ -105,7 +106,7 @@ def names(uri: str, target: Target) -> bool:
         u = parse_uri(uri)
     except UriError:
         return False
-    if u.user != target.user or u.host.lower() != target.host.lower():
+    if u.user != target.user or (u.host != target.host and u.host.lower() != target.host.lower()):
         return False
     return target.port is None or u.port == target.port
 
@@ -115,7 +116,7 @@ def split_username(username: str, realm: str) -> tuple[str, bool] | None:
     ``alice@elsewhere``. With the domain the UA hashed ``alice@realm`` into H(A1), so
     the verifier needs the second HA1 (Kamailio's ``ha1b``)."""
     user, at, domain = username.partition("@")
-    if at and domain.lower() != realm.lower():
+    if at and domain != realm and domain.lower() != realm.lower():
         return None
     return user, bool(at)
 

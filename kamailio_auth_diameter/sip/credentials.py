@@ -31,14 +31,8 @@ class CredentialsError(ValueError):
 class Credentials:
     raw: str  # the header body as received, for wire formats that forward it whole
     params: dict[str, str]  # lower-case names, unquoted values
-
-    @property
-    def username(self) -> str:
-        return self.params.get("username", "")
-
-    @property
-    def realm(self) -> str:
-        return self.params.get("realm", "")
+    username: str  # params' username and realm, "" when absent: read several times a request
+    realm: str
 
 
 # One parameter, as Kamailio reads it: a name up to "=", LWS, then a quoted value (to the
@@ -69,7 +63,7 @@ def parse_credentials(body: str) -> Credentials | None:
         if known is not None:
             params[known] = token if quoted is None else quoted
         if comma is None:
-            return Credentials(raw=body, params=params)
+            return Credentials(body, params, params.get("username", ""), params.get("realm", ""))
         pos = m.end()
         if pos == end:
             raise CredentialsError("trailing comma after the last parameter")
@@ -84,6 +78,6 @@ def select_credentials(bodies: Iterable[str], realm: str) -> Credentials | None:
     wanted = realm.lower()
     for body in bodies:
         cred = parse_credentials(body)
-        if cred is not None and cred.realm.lower() == wanted:
+        if cred is not None and (cred.realm == realm or cred.realm.lower() == wanted):
             return cred
     return None
