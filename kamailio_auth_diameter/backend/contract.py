@@ -25,7 +25,9 @@ class Environment:
     report for Kamailio's statistics (metrics.Recorder.event: a metrics event name, or
     any counter name the cfg declares, and for metrics.ANSWER the round-trip time),
     ``instance`` four hex digits naming this Kamailio (all its workers) in the nonces it
-    makes, chosen before it forks ("" where there is one process: one is made up).
+    makes, chosen before it forks ("" where there is one process: one is made up),
+    ``started`` the wall-clock time it started (0: unknown): the counts of the nonces
+    made before then, by it or by another host, were not kept here.
     """
 
     clock: Callable[[], float]
@@ -35,6 +37,7 @@ class Environment:
     ksr: Any = None
     events: Events = no_events
     instance: str = ""
+    started: float = 0.0
 
 
 class Backend(Protocol):

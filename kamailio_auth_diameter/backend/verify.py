@@ -9,7 +9,8 @@ fetched (:mod:`.ha1_source`); everything else is here:
 * The judgement is the server's (digest_check.py): qop=auth required, the algorithm
   one we offered, the digest ``uri`` naming the Request-URI, stale=true only for a
   correct response, and a nonce-count that must grow per nonce, kept in a table
-  shared by this Kamailio's workers (a replay on another worker is refused).
+  shared by this Kamailio's workers (a replay on another worker is refused). A nonce
+  made before this Kamailio started has no count here, so none is a first use.
 * HA1s cached in a shared table for ``ha1_cache_ttl`` seconds: a request with
   credentials of a cached user needs no Diameter message. A response that fails
   against a cached HA1 is checked once more against a fresh one before it is
@@ -86,6 +87,7 @@ class VerifyBackend:
     ) -> None:
         self._env = env
         self._instance = env.instance or os.urandom(2).hex()  # in our nonces: whose slots hold their counts
+        self._started = int(env.started)  # whole seconds, as nonces carry them
         self._wall_clock = wall_clock  # nonce expiry: hosts sharing the secret agree on wall-clock time
         self._source = source
         self._given_tables = tables  # unit tests and the check tool; Kamailio's htable otherwise
@@ -173,8 +175,13 @@ class VerifyBackend:
         if check is not Check.AUTHENTICATED:
             return self._challenge(realm, proxy, "refused", ha1s)
         nonce = screened.params["nonce"]
-        lifetime = max(1, nonces.expiry(nonce) - int(nonces.clock()) + NC_GRACE)
+        expiry = nonces.expiry(nonce)
         ours = nonce[8:12] == self._instance
+        if not ours and expiry - self._lifetime < self._started:
+            # made before this Kamailio started: by another host, or by this one before a
+            # restart, whose counts went with its shared memory; a first use cannot be told
+            return self._challenge(realm, proxy, "stale", ha1s, stale=True)
+        lifetime = max(1, expiry - int(nonces.clock()) + NC_GRACE)
         key = _slot_key(nonce[12:16]) if ours else nonce
         try:
             fresh_count = tables.advance_nc(key, _ident(nonce), screened.nc, lifetime, ours)

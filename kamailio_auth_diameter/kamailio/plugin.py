@@ -37,8 +37,8 @@ class AuthDiameter:
         self._clock = clock
         # every outcome and Diameter event counted in Kamailio's statistics (kamailio/stats.py)
         self.metrics = metrics.Recorder(KsrStatistics(ksr, self._error))
-        # host_name: this machine's FQDN, found at start-up: no DNS in a request; instance: made
-        # here, before Kamailio forks, so that the nonces of every worker name the same one
+        # host_name: this machine's FQDN, found at start-up: no DNS in a request; instance and
+        # started: set here, before Kamailio forks, so that every worker has the same
         self._env = backend.Environment(
             clock=clock,
             log=self._error,
@@ -46,6 +46,7 @@ class AuthDiameter:
             ksr=ksr,
             events=self.metrics.event,
             instance=os.urandom(2).hex(),
+            started=time.time(),
         )
         self._backend: backend.Backend | None = None
         self._protocol = ""  # the mode of self._backend

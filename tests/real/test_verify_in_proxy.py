@@ -213,6 +213,29 @@ def test_a_second_kamailio_with_the_same_secret_accepts_the_first_ones_nonce(
         other.assert_no_crash()
 
 
+def test_a_response_accepted_before_a_restart_is_refused_after_it(
+    kamailio: Kamailio, server: ReferenceServer, secret: Path, tmp_path: Path
+) -> None:
+    """The replay guard's counts live in shared memory, which a restart empties; the
+    nonces this Kamailio made before it must not become usable once more."""
+    assert server.diameter_port is not None
+    mode = kamailio.defines["DIAMETER_PROTOCOL"].strip('"')
+    k = example_kamailio(tmp_path, server.port, **defines(mode, server.diameter_port, secret))
+    k.start()
+    try:
+        cred = answer(first(k)[0])
+        assert Ua(k.sip_port).ask("REGISTER", "sip:example.com", cred).code == 200
+        k.stop()
+        time.sleep(1.1)  # nonces carry whole seconds: the restart is in a later second than the nonce
+        k.start()
+        replay = Ua(k.sip_port).ask("REGISTER", "sip:example.com", cred)
+        assert replay.code == 401 and "stale=true" in (replay.header("WWW-Authenticate") or ""), replay
+        assert Ua(k.sip_port).ask("REGISTER", "sip:example.com", answer(challenges(replay)[0])).code == 200
+    finally:
+        k.stop()
+        k.assert_no_crash()
+
+
 def test_baresip_registers(kamailio: Kamailio, tmp_path: Path) -> None:
     """A real UA: baresip registers as alice. baresip 1.0 (Debian 12) gives up on a SHA-256
     challenge that comes first, so this runs with the default, MD5 only."""

@@ -298,6 +298,27 @@ def test_a_nonce_of_another_kamailio_with_the_same_secret_is_accepted_once(world
     assert b.authorize(ctx(answer(c, nc=2)), False, 4, 0.0) is outcome.PASS
 
 
+def test_a_nonce_made_before_this_kamailio_started_is_stale_never_accepted(world, secret: str) -> None:
+    """A restart empties the replay guard (shared memory), and this Kamailio's earlier
+    nonces then look like another host's: none made before the start may count as a
+    first use. The UA's retry with a fresh nonce passes."""
+    _, source, clock, _ = world
+    settled = settings.parse({"protocol": "cx", "nonce_secret_file": secret})
+    before = VerifyBackend(Environment(clock=clock, log=print, instance="aaaa"), source, MemoryTables(clock), clock)
+    before.configure(settled, 0.0)
+    c = before.authorize(ctx(), False, 1, 0.0)
+    assert before.authorize(ctx(answer(c)), False, 2, 0.0) is outcome.PASS
+    clock.now += 1
+    env = Environment(clock=clock, log=print, instance="bbbb", started=clock.now)
+    after = VerifyBackend(env, source, MemoryTables(clock), clock)
+    after.configure(settled, 0.0)
+    replay = after.authorize(ctx(answer(c)), False, 3, 0.0)
+    assert (replay.code, replay.label) == (401, "stale") and "stale=true" in replay.header
+    assert after.authorize(ctx(answer(replay)), False, 4, 0.0) is outcome.PASS
+    fresh = before.authorize(ctx(), False, 5, 0.0)  # another host's, made since: a first use here
+    assert after.authorize(ctx(answer(fresh)), False, 6, 0.0) is outcome.PASS
+
+
 def test_slots_are_taken_in_turn_so_a_fresh_nonce_keeps_its_own(world) -> None:
     """Many challenges between a challenge and its answer (other UAs) do not take its slot
     until SLOTS of them went out."""
