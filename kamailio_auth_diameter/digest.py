@@ -89,9 +89,9 @@ def response(stored_ha1: str, d: DigestInput) -> str:
 def check_auth(
     stored_ha1: str, algorithm: str, method: str, uri: str, nonce: str, nc: str, cnonce: str, given: str
 ) -> bool:
-    """:func:`check` for qop=auth, from the values themselves: a verifying proxy checks
-    every request so, and a DigestInput per request and the general case's branches
-    cost it a tenth of the check. ``algorithm``: an upper-case token."""
+    """:func:`check` for qop=auth, given the values themselves: the verifying proxy
+    checks every request this way, and a DigestInput for each and the general case's
+    branches cost a tenth of the check. ``algorithm``: an upper-case token."""
     found = _TOKENS.get(algorithm)
     if found is None or found[1]:  # unknown, or a -sess variant: the general case
         return check(stored_ha1, DigestInput(method, uri, nonce, algorithm, "auth", nc, cnonce), given)

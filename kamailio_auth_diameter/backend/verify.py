@@ -205,8 +205,8 @@ class VerifyBackend:
         return True
 
     def _decode(self, cached: str) -> dict[str, str]:
-        """A cache value's HA1s, remembered by this worker: a user's next request reads
-        the same value, and decoding it anew cost as much as the dict lookup saves twice."""
+        """A cache value's HA1s, kept by this worker: a user's next requests read the same
+        value, and looking it up costs less than splitting it again."""
         decoded = self._decoded
         if len(decoded) >= DECODED_MAX:
             decoded.clear()
