@@ -43,7 +43,6 @@ from .shared import IDENT_LEN, SharedTables, TableError, cache_key, decode_ha1s,
 
 MIN_SECRET = 32  # bytes: the nonce secret is an HMAC-SHA256 key
 NC_GRACE = 5  # s the replay guard keeps a nonce's count past its expiry (our clock judges both)
-DECODED_MAX = 4096  # cache values a worker keeps decoded; all are forgotten at once when full
 
 
 def read_secret(path: str) -> bytes:
@@ -98,7 +97,6 @@ class VerifyBackend:
         self._ttl = 0
         self._lifetime = 0
         self._safe_realms: set[str] = set()  # realms known to fit a challenge's quotes: a few per proxy
-        self._decoded: dict[str, dict[str, str]] = {}  # cache values read before, decoded: never changed
 
     def configure(self, s: Settings, deadline: float) -> None:
         secret = read_secret(s.nonce_secret_file)
@@ -149,7 +147,7 @@ class VerifyBackend:
             return outcome.forbidden(f"digest username {username!r} is not of realm {cred.realm!r}")
         key = cache_key(cred.realm, username)
         cached = tables.get_ha1s(key) if self._ttl else None
-        ha1s = None if cached is None else self._decoded.get(cached) or self._decode(cached)
+        ha1s = decode_ha1s(cached) if cached is not None else None
         fresh = ha1s is None
         if ha1s is None:
             self._env.events(metrics.HA1_FETCH)
@@ -203,15 +201,6 @@ class VerifyBackend:
         if len(self._safe_realms) < 1024:  # realms come from the cfg or To/From domains: stay bounded
             self._safe_realms.add(realm)
         return True
-
-    def _decode(self, cached: str) -> dict[str, str]:
-        """A cache value's HA1s, kept by this worker: a user's next requests read the same
-        value, and looking it up costs less than splitting it again."""
-        decoded = self._decoded
-        if len(decoded) >= DECODED_MAX:
-            decoded.clear()
-        ha1s = decoded[cached] = decode_ha1s(cached)
-        return ha1s
 
     def _judge(self, screened: Presented, ha1s: dict[str, str], method: str) -> Check | None:
         ha1 = ha1s.get(screened.algorithm)

@@ -10,10 +10,9 @@ import pytest
 
 from kamailio_auth_diameter import digest, group, outcome, settings
 from kamailio_auth_diameter.authorize import AuthContext
-from kamailio_auth_diameter.backend import verify
 from kamailio_auth_diameter.backend.contract import Environment
 from kamailio_auth_diameter.backend.ha1_source import FAILED, UNKNOWN, Fetched
-from kamailio_auth_diameter.backend.shared import MemoryTables, TableError, cache_key, encode_ha1s
+from kamailio_auth_diameter.backend.shared import MemoryTables, TableError
 from kamailio_auth_diameter.backend.verify import VerifyBackend, read_secret
 from kamailio_auth_diameter.settings import SettingsError
 from kamailio_auth_diameter.sip.credentials import parse_credentials
@@ -177,21 +176,6 @@ def test_a_changed_password_takes_effect_on_the_next_request(world) -> None:
     c = b.authorize(ctx(), False, 5, 0.0)
     old = b.authorize(ctx(answer(c)), False, 6, 0.0)
     assert (old.code, old.label, source.fetches) == (401, "refused", 3)
-
-
-def test_cache_values_a_worker_decoded_are_bounded_and_a_new_value_is_read_anew(
-    world, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Each worker keeps the cache values it decoded; another worker's put (a changed
-    password) is a new value, and the memory stays bounded whatever the users."""
-    b, source, _, _ = world
-    monkeypatch.setattr(verify, "DECODED_MAX", 2)
-    for i, password in enumerate(("one", "two", "three", "one")):
-        b._tables.put_ha1s(cache_key(REALM, "alice"), encode_ha1s(ha1s(password)), 60)
-        c = b.authorize(ctx(), False, 2 * i, 0.0)
-        assert b.authorize(ctx(answer(c, password=password)), False, 2 * i + 1, 0.0) is outcome.PASS
-        assert len(b._decoded) <= 2
-    assert source.fetches == 0
 
 
 def test_an_unknown_user_is_403_and_dropped_from_the_cache(world) -> None:
