@@ -118,7 +118,7 @@ class VerifyBackend:
         self._source.close(deadline)
 
     def challenge(self, realm: str, proxy: bool) -> Outcome:
-        if realm not in self._safe_realms and not self._safe_realm(realm):
+        if not self._safe_realm(realm):
             return outcome.SERVER_ERROR
         return self._challenge(realm, proxy, "challenged")
 
@@ -131,7 +131,7 @@ class VerifyBackend:
         nonces, tables = self._nonces, self._tables
         assert nonces is not None and tables is not None, "configure() first"
         realm = ctx.realm
-        if realm not in self._safe_realms and not self._safe_realm(realm):
+        if not self._safe_realm(realm):
             return outcome.SERVER_ERROR
         cred = ctx.credentials
         if cred is None:
@@ -195,6 +195,8 @@ class VerifyBackend:
 
     def _safe_realm(self, realm: str) -> bool:
         """Whether ``realm`` can stand inside a challenge's quotes (logged if not)."""
+        if realm in self._safe_realms:
+            return True
         if outcome.UNSAFE_IN_QUOTES.intersection(realm):
             self._env.log(f"authorize: realm {realm!r} cannot go into a challenge")
             return False

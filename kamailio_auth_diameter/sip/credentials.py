@@ -20,7 +20,8 @@ from dataclasses import dataclass
 _LWS = " \t\r\n"
 # Kamailio stores only these; any other parameter is checked for syntax and dropped.
 _KNOWN = frozenset(("username", "realm", "nonce", "uri", "response", "cnonce", "opaque", "qop", "nc", "algorithm"))
-_AS_SENT = {name: name for name in _KNOWN}  # the usual spelling, found without rstrip() and lower()
+# known name -> itself: the usual spelling is found as sent, any other once stripped and lowered
+_NAMES = {name: name for name in _KNOWN}
 
 
 class CredentialsError(ValueError):
@@ -50,16 +51,13 @@ def parse_credentials(body: str) -> Credentials | None:
         return None
     params: dict[str, str] = {}
     pos, end = m.end(), len(body)
-    match, as_sent = _PARAM.match, _AS_SENT
+    match, names = _PARAM.match, _NAMES
     while True:
         m = match(body, pos)
         if m is None:
             raise CredentialsError(f"malformed parameter at offset {pos}: {body[pos : pos + 30]!r}")
         name, quoted, token, comma = m.groups()
-        known = as_sent.get(name)
-        if known is None:
-            name = name.rstrip(_LWS).lower()
-            known = name if name in _KNOWN else None
+        known = names.get(name) or names.get(name.rstrip(_LWS).lower())
         if known is not None:
             params[known] = token if quoted is None else quoted
         if comma is None:

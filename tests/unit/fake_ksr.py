@@ -96,19 +96,18 @@ class _Htable:
     def _known(self, table: str) -> bool:
         return table in self._ksr.table_names
 
-    def sht_setxi(self, table: str, key: str, value: int, expire: int) -> int:
-        self._ksr.calls.append(("htable.sht_setxi", table, key))
+    def _set(self, call: str, table: str, key: str, value: object, ok: int) -> int:
+        self._ksr.calls.append((call, table, key))
         if not self._known(table):
             return -1
         self._ksr.tables[(table, key)] = value
-        return 0
+        return ok
+
+    def sht_setxi(self, table: str, key: str, value: int, expire: int) -> int:
+        return self._set("htable.sht_setxi", table, key, value, 0)  # 0 on success, as htable's
 
     def sht_setxs(self, table: str, key: str, value: str, expire: int) -> int:
-        self._ksr.calls.append(("htable.sht_setxs", table, key))
-        if not self._known(table):
-            return -1
-        self._ksr.tables[(table, key)] = value
-        return 1
+        return self._set("htable.sht_setxs", table, key, value, 1)
 
     def sht_get(self, table: str, key: str) -> object:
         self._ksr.calls.append(("htable.sht_get", table, key))
